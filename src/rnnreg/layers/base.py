@@ -1,0 +1,297 @@
+"""RecurrentBase: the shared body of rnnreg.LSTM, GRU and RNN.
+
+Parameters are registered under torch.nn's names (``weight_ih_l0``, ``bias_hh_l1_reverse``, ...),
+so a torch.nn state dict loads as is. Each forward call: draw the per-call weight masks (weight
+drop, weight noise), then run the stack one layer at a time on the fused path (torch.nn's kernels)
+or the stepwise path (our kernel), applying the between-layer dropouts in between. Recurrent state
+is passed in and returned, never stored.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
+
+from ..regularizers.locked_dropout import locked_dropout
+from ..regularizers.masks import check_nonnegative, check_probability, dropout_mask
+from ..regularizers.mc_dropout import is_stochastic
+from .fused import fused_layer
+from .sequences import SequenceBatch
+from .states import RecurrentStates
+from .stepwise import StepOptions, stepwise_layer
+
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+IMPLEMENTATIONS = ("auto", "fused", "stepwise", "reference")
+
+
+def _choice(name: str, value: str, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+    return value
+
+
+def _positive_int(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+class RecurrentBase(nn.Module):
+    """Shared arguments (every one composable with every other and with every cell):
+
+    input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional: as torch.nn;
+        ``dropout`` keeps exactly its torch meaning: fresh-mask dropout on the outputs of every
+        layer but the last (the non-recurrent connections of Zaremba et al. 2014).
+    input_p, hidden_p, output_p: locked (variational) dropout, one mask per sequence, on the input,
+        between layers, and on the output (Gal & Ghahramani 2016; AWD-LSTM's dropouti/dropouth/dropout).
+    weight_p: DropConnect on every hidden-to-hidden matrix, one mask per forward call
+        (Wan et al. 2013; Merity et al. 2017's weight drop).
+    weight_noise_std: Gaussian noise added to every weight matrix once per forward call (Graves 2011).
+    recurrent_dropout: dropout on h_{t-1} where it enters the recurrence, one mask per sequence
+        (Gal & Ghahramani 2016; Keras ``recurrent_dropout``); with
+        ``recurrent_dropout_mode="semeniuta"`` it drops the candidate update instead, fresh each step
+        (Semeniuta et al. 2016), for gated cells.
+    zoneout_h_p: zoneout on the hidden state (Krueger et al. 2016); LSTM adds zoneout_c_p.
+    implementation: "auto" (fused when nothing needs a per-step hand, else stepwise), "fused",
+        "stepwise" (fast C++ kernel on CPU, reference elsewhere), or "reference" (plain autograd).
+    mc_dropout: keep every stochastic regularizer on in eval (Gal & Ghahramani 2016).
+    """
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
+                 bidirectional: bool = False, device=None, dtype=None, *, input_p: float = 0.0,
+                 hidden_p: float = 0.0, output_p: float = 0.0, weight_p: float = 0.0,
+                 weight_noise_std: float = 0.0, recurrent_dropout: float = 0.0,
+                 recurrent_dropout_mode: str = "gal", zoneout_h_p: float = 0.0,
+                 zoneout_c_p: float = 0.0, peepholes: bool = False, forget_bias: float | None = None,
+                 nonlinearity: str = "tanh", trec_threshold: float = 1.0,
+                 recurrent_init: str = "default", implementation: str = "auto",
+                 mc_dropout: bool = False) -> None:
+        super().__init__()
+        self.cell = cell
+        self.input_size = _positive_int("input_size", input_size)
+        self.hidden_size = _positive_int("hidden_size", hidden_size)
+        self.num_layers = _positive_int("num_layers", num_layers)
+        self.bias, self.batch_first, self.bidirectional = bool(bias), bool(batch_first), bool(bidirectional)
+        self.dropout = check_probability("dropout", dropout)
+        self.input_p = check_probability("input_p", input_p)
+        self.hidden_p = check_probability("hidden_p", hidden_p)
+        self.output_p = check_probability("output_p", output_p)
+        self.weight_p = check_probability("weight_p", weight_p)
+        self.weight_noise_std = check_nonnegative("weight_noise_std", weight_noise_std)
+        self.recurrent_dropout = check_probability("recurrent_dropout", recurrent_dropout)
+        self.recurrent_dropout_mode = _choice("recurrent_dropout_mode", recurrent_dropout_mode, ("gal", "semeniuta"))
+        if cell == "rnn" and recurrent_dropout_mode == "semeniuta":
+            raise ValueError("recurrent_dropout_mode='semeniuta' drops a gated cell's candidate update; "
+                             "a plain RNN has none (use 'gal')")
+        self.zoneout_h_p = check_probability("zoneout_h_p", zoneout_h_p)
+        self.zoneout_c_p = check_probability("zoneout_c_p", zoneout_c_p)
+        self.peepholes = bool(peepholes)
+        self.forget_bias = None if forget_bias is None else float(forget_bias)
+        if self.forget_bias is not None and not bias:
+            raise ValueError("forget_bias needs bias=True")
+        self.nonlinearity = _choice("nonlinearity", nonlinearity, ("tanh", "relu", "trec"))
+        self.trec_threshold = float(trec_threshold)
+        self.recurrent_init = _choice("recurrent_init", recurrent_init, ("default", "identity"))
+        self.implementation = _choice("implementation", implementation, IMPLEMENTATIONS)
+        self.mc_dropout = bool(mc_dropout)
+        self._register_weights(device, dtype)
+        self.reset_parameters()
+
+    @property
+    def num_directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def _register_weights(self, device, dtype) -> None:
+        gates, hidden = GATES[self.cell] * self.hidden_size, self.hidden_size
+        kw = {"device": device, "dtype": dtype}
+        self._names: list[list[tuple[str, ...]]] = []
+        for layer in range(self.num_layers):
+            fan_in = self.input_size if layer == 0 else hidden * self.num_directions
+            per_dir = []
+            for suffix in ("", "_reverse")[: self.num_directions]:
+                names = tuple(f"{kind}_l{layer}{suffix}" for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_ch"))
+                shapes = [(gates, fan_in), (gates, hidden)]
+                shapes += [(gates,), (gates,)] if self.bias else [None, None]
+                # Peepholes: diagonal weights for the i, f and o gates (Gers & Schmidhuber 2000).
+                shapes += [(3 * hidden,)] if self.peepholes else [None]
+                for name, shape in zip(names, shapes):
+                    if shape is not None:
+                        self.register_parameter(name, nn.Parameter(torch.empty(shape, **kw)))
+                per_dir.append(names)
+            self._names.append(per_dir)
+
+    def reset_parameters(self) -> None:
+        """torch.nn's init (uniform in +-1/sqrt(H)), then the cell's requested variants."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -bound, bound)
+        hidden = self.hidden_size
+        with torch.no_grad():
+            for w_ih, w_hh, b_ih, b_hh, _ in (self._weights(n) for per_dir in self._names for n in per_dir):
+                if self.forget_bias is not None:
+                    # Jozefowicz et al. 2015: start with the forget gate open (the sum b_ih + b_hh).
+                    b_ih[hidden:2 * hidden].fill_(self.forget_bias)
+                    b_hh[hidden:2 * hidden].zero_()
+                if self.recurrent_init == "identity":
+                    # IRNN (Le et al. 2015): identity recurrence, zero biases, small input weights.
+                    w_hh.copy_(torch.eye(hidden).repeat(GATES[self.cell], 1))
+                    nn.init.normal_(w_ih, std=1e-3)
+                    for b in (b_ih, b_hh):
+                        if b is not None:
+                            b.zero_()
+
+    def flatten_parameters(self) -> None:
+        """Accepted for torch.nn compatibility; weights are passed to the kernels per call."""
+
+    def _weights(self, names: tuple[str, ...]) -> tuple[Tensor | None, ...]:
+        return tuple(getattr(self, n, None) for n in names)
+
+    def _direction_weights(self, names: tuple[str, ...], stochastic: bool) -> tuple[Tensor | None, ...]:
+        """This call's weights: noised (Graves 2011) and weight-dropped (Merity et al. 2017 sec. 2),
+        with one mask per call shared by every time step. The raw parameters are untouched, so
+        their names, state-dict keys and gradients stay those of torch.nn."""
+        w_ih, w_hh, b_ih, b_hh, peep = self._weights(names)
+        if stochastic and self.weight_noise_std > 0.0:
+            w_ih = w_ih + torch.randn_like(w_ih) * self.weight_noise_std
+            w_hh = w_hh + torch.randn_like(w_hh) * self.weight_noise_std
+        if stochastic and self.weight_p > 0.0:
+            w_hh = w_hh * dropout_mask(w_hh.shape, self.weight_p, w_hh)
+        return w_ih, w_hh, b_ih, b_hh, peep
+
+    def _stepwise_reasons(self, stochastic: bool, keep_signal: object, return_cells: bool) -> list[str]:
+        reasons = []
+        if self.peepholes:
+            reasons.append("peepholes")
+        if self.nonlinearity == "trec":
+            reasons.append("the TRec nonlinearity")
+        if self.zoneout_h_p > 0.0 or self.zoneout_c_p > 0.0 or keep_signal is not None:
+            reasons.append("zoneout")
+        if self.recurrent_dropout > 0.0 and stochastic:
+            reasons.append("recurrent dropout")
+        if return_cells:
+            reasons.append("cell sequences (return_cells=True)")
+        return reasons
+
+    def _path(self, stochastic: bool, keep_signal: object, return_cells: bool) -> str:
+        reasons = self._stepwise_reasons(stochastic, keep_signal, return_cells)
+        if self.implementation == "auto":
+            return "stepwise" if reasons else "fused"
+        if self.implementation == "fused" and reasons:
+            raise ValueError(f"implementation='fused' cannot run {', '.join(reasons)}: "
+                             "use implementation='auto' or 'stepwise'")
+        return self.implementation
+
+    def _initial_state(self, hx, x: Tensor, unbatched: bool) -> tuple[Tensor, Tensor | None]:
+        shape = (self.num_layers * self.num_directions, x.shape[1], self.hidden_size)
+        if hx is None:
+            zeros = x.new_zeros(shape)
+            return zeros, (zeros if self.cell == "lstm" else None)
+        if self.cell == "lstm":
+            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+                raise ValueError("an LSTM's hx must be a tuple (h_0, c_0)")
+            states = list(hx)
+        else:
+            states = [hx]
+        if unbatched:
+            states = [s.unsqueeze(1) for s in states]  # (L*D, H) -> (L*D, 1, H)
+        for name, s in zip(("h_0", "c_0"), states):
+            if tuple(s.shape) != shape:
+                got = tuple(s.shape[:1] + s.shape[2:]) if unbatched else tuple(s.shape)
+                want = (shape[0], shape[2]) if unbatched else shape
+                raise ValueError(f"expected {name} of shape {want}, got {got}")
+        return states[0], (states[1] if self.cell == "lstm" else None)
+
+    def _keep_signals(self, zoneout_keep, seq: SequenceBatch) -> list[Tensor | None]:
+        """Outside zoneout probabilities (e.g. surprisal-driven zoneout, Rocki 2016), per layer,
+        in the input's layout, broadcastable to (T, B, H) once made time-major."""
+        if zoneout_keep is None:
+            return [None] * self.num_layers
+        signals = list(zoneout_keep) if isinstance(zoneout_keep, (list, tuple)) else [zoneout_keep] * self.num_layers
+        if len(signals) != self.num_layers:
+            raise ValueError(f"zoneout_keep needs one tensor per layer ({self.num_layers}), got {len(signals)}")
+        out = []
+        for s in signals:
+            if s.dim() == 2 and seq.unbatched:
+                s = s.unsqueeze(1)  # (T, H) -> (T, 1, H)
+            elif seq.batch_first and seq.packed is None:
+                s = s.transpose(0, 1)  # (B, T, H) -> (T, B, H)
+            if bool(((s < 0) | (s > 1)).any()):
+                raise ValueError("zoneout_keep holds probabilities: every value must lie in [0, 1]")
+            out.append(s)
+        return out
+
+    def _step_options(self, stochastic: bool) -> StepOptions:
+        return StepOptions(cell=self.cell, stochastic=stochastic, recurrent_dropout=self.recurrent_dropout,
+                           semeniuta=self.recurrent_dropout_mode == "semeniuta",
+                           zoneout_h=self.zoneout_h_p, zoneout_c=self.zoneout_c_p,
+                           nonlinearity=self.nonlinearity, threshold=self.trec_threshold,
+                           reference_only=self.implementation == "reference")
+
+    def forward(self, input: Tensor | PackedSequence, hx=None, *, lengths: Tensor | Sequence[int] | None = None,
+                zoneout_keep: Tensor | Sequence[Tensor] | None = None, return_states: bool = False,
+                return_cells: bool = False):
+        """torch.nn's forward, plus:
+
+        lengths: per-sequence lengths (B,) for a padded tensor input (or pass a PackedSequence).
+        zoneout_keep: per-step keep probabilities from outside (one tensor, or one per layer),
+            shaped like the input with a last dim of 1 or H; training samples them, eval uses them.
+        return_states / return_cells: also return a RecurrentStates with every layer's sequences.
+        """
+        seq = SequenceBatch.from_input(input, self.batch_first, lengths)
+        if seq.x.shape[-1] != self.input_size:
+            raise ValueError(f"input has {seq.x.shape[-1]} features, expected input_size={self.input_size}")
+        h0, c0 = self._initial_state(hx, seq.x, seq.unbatched)
+        stochastic = is_stochastic(self)
+        signals = self._keep_signals(zoneout_keep, seq)
+        path = self._path(stochastic, zoneout_keep, return_cells and self.cell == "lstm")
+        opts = self._step_options(stochastic) if path != "fused" else None
+        fused_op = self.nonlinearity if self.cell == "rnn" else self.cell
+        valid = seq.valid()
+        x = locked_dropout(seq.x, self.input_p, stochastic)  # (T, B, I)
+        raw, dropped, cells, h_n, c_n = [], [], [], [], []
+        dirs = self.num_directions
+        for layer, names in enumerate(self._names):
+            weights = [self._direction_weights(n, stochastic) for n in names]
+            rows = slice(layer * dirs, (layer + 1) * dirs)
+            c0_l = None if c0 is None else c0[rows]
+            if path == "fused":
+                flat = [w for per_dir in weights for w in per_dir[:4] if w is not None]
+                out, hn, cn = fused_layer(fused_op, x, seq.lengths, h0[rows], c0_l, flat, self.bias, dirs == 2)
+                cell_seq = None
+            else:
+                out, hn, cn, cell_seq = stepwise_layer(opts, x, seq.lengths, valid, h0[rows], c0_l, weights, signals[layer])
+            raw.append(out)  # (T, B, D*H)
+            cells.append(cell_seq)
+            h_n.append(hn)
+            c_n.append(cn)
+            if layer < self.num_layers - 1:
+                x = F.dropout(out, self.dropout, training=True) if stochastic and self.dropout > 0 else out
+                x = locked_dropout(x, self.hidden_p, stochastic)
+            else:
+                x = locked_dropout(out, self.output_p, stochastic)
+            dropped.append(x)
+        h_n = torch.cat(h_n)  # (L*D, B, H)
+        c_n = torch.cat(c_n) if self.cell == "lstm" else None
+        if seq.unbatched:
+            h_n, c_n = h_n.squeeze(1), (None if c_n is None else c_n.squeeze(1))  # (L*D, 1, H) -> (L*D, H)
+        hidden = (h_n, c_n) if self.cell == "lstm" else h_n
+        output = seq.restore(x)
+        if return_states or return_cells:
+            return output, hidden, RecurrentStates(raw, dropped, cells if return_cells else None)
+        return output, hidden
+
+    def extra_repr(self) -> str:
+        s = f"{self.input_size}, {self.hidden_size}"
+        defaults = {"num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0, "bidirectional": False,
+                    "input_p": 0.0, "hidden_p": 0.0, "output_p": 0.0, "weight_p": 0.0, "weight_noise_std": 0.0,
+                    "recurrent_dropout": 0.0, "recurrent_dropout_mode": "gal", "zoneout_h_p": 0.0,
+                    "zoneout_c_p": 0.0, "peepholes": False, "forget_bias": None, "nonlinearity": "tanh",
+                    "trec_threshold": 1.0, "recurrent_init": "default", "implementation": "auto", "mc_dropout": False}
+        changed = [f"{k}={getattr(self, k)!r}" for k, v in defaults.items() if getattr(self, k) != v]
+        return ", ".join([s, *changed])

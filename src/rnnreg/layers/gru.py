@@ -1,0 +1,21 @@
+"""rnnreg.GRU: a drop-in torch.nn.GRU with every regularizer."""
+
+from __future__ import annotations
+
+from .base import RecurrentBase
+
+
+class GRU(RecurrentBase):
+    """Drop-in for ``torch.nn.GRU`` (Cho et al. 2014; torch.nn's gate order r, z, n).
+
+    Zoneout applies to h (``zoneout_h_p``); the Semeniuta recurrent-dropout variant drops the
+    candidate n_t. Every other keyword is described on :class:`rnnreg.layers.base.RecurrentBase`.
+
+    forward(input, hx=None) -> output, h_n; see ``RecurrentBase.forward`` for extras.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 device=None, dtype=None, *, zoneout_h_p: float = 0.0, **regularizers) -> None:
+        super().__init__("gru", input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                         bidirectional, device, dtype, zoneout_h_p=zoneout_h_p, **regularizers)

@@ -1,0 +1,31 @@
+"""Shared test utilities: comparing a rnnreg layer with its torch.nn twin."""
+
+from __future__ import annotations
+
+import torch
+
+
+def grads(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.grad.clone() for n, p in module.named_parameters() if p.grad is not None}
+
+
+def run(layer, x, hx=None, **kw):
+    """Forward + backward with a fixed random upstream gradient; returns outputs, grads, input grad."""
+    layer.zero_grad()
+    x = x.detach().clone().requires_grad_(True)
+    out, hidden = layer(x, hx, **kw)[:2]
+    states = hidden if isinstance(hidden, tuple) else (hidden,)
+    gen = torch.Generator().manual_seed(123)
+    loss = sum((t * torch.randn(t.shape, generator=gen, dtype=t.dtype)).sum() for t in (out, *states))
+    loss.backward()
+    return (out.detach(), *[s.detach() for s in states]), grads(layer), x.grad.clone()
+
+
+def assert_same(a, b, atol):
+    (outs_a, g_a, gx_a), (outs_b, g_b, gx_b) = a, b
+    for u, v in zip(outs_a, outs_b):
+        torch.testing.assert_close(u, v, atol=atol, rtol=atol)
+    assert g_a.keys() == g_b.keys()
+    for k in g_a:
+        torch.testing.assert_close(g_a[k], g_b[k], atol=atol, rtol=atol, msg=lambda m: f"{k}: {m}")
+    torch.testing.assert_close(gx_a, gx_b, atol=atol, rtol=atol)
