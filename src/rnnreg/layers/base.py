@@ -9,6 +9,7 @@ is passed in and returned, never stored.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Sequence
 
@@ -18,10 +19,12 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from ..regularizers.locked_dropout import locked_dropout
-from ..regularizers.masks import check_nonnegative, check_probability, dropout_mask
-from ..regularizers.mc_dropout import is_stochastic
+from ..regularizers.masks import check_nonnegative, check_probability
+from ..regularizers.weight_drop import drop_weight
+from ..regularizers.weight_noise import add_weight_noise
+from ..regularizers.monte_carlo import is_stochastic
 from .fused import fused_layer
-from .sequences import SequenceBatch
+from .sequences import SequenceBatch, initial_state, keep_signals
 from .states import RecurrentStates
 from .stepwise import StepOptions, stepwise_layer
 
@@ -157,11 +160,8 @@ class RecurrentBase(nn.Module):
         with one mask per call shared by every time step. The raw parameters are untouched, so
         their names, state-dict keys and gradients stay those of torch.nn."""
         w_ih, w_hh, b_ih, b_hh, peep = self._weights(names)
-        if stochastic and self.weight_noise_std > 0.0:
-            w_ih = w_ih + torch.randn_like(w_ih) * self.weight_noise_std
-            w_hh = w_hh + torch.randn_like(w_hh) * self.weight_noise_std
-        if stochastic and self.weight_p > 0.0:
-            w_hh = w_hh * dropout_mask(w_hh.shape, self.weight_p, w_hh)
+        w_ih = add_weight_noise(w_ih, self.weight_noise_std, stochastic)
+        w_hh = drop_weight(add_weight_noise(w_hh, self.weight_noise_std, stochastic), self.weight_p, stochastic)
         return w_ih, w_hh, b_ih, b_hh, peep
 
     def _stepwise_reasons(self, stochastic: bool, keep_signal: object, return_cells: bool) -> list[str]:
@@ -187,45 +187,6 @@ class RecurrentBase(nn.Module):
                              "use implementation='auto' or 'stepwise'")
         return self.implementation
 
-    def _initial_state(self, hx, x: Tensor, unbatched: bool) -> tuple[Tensor, Tensor | None]:
-        shape = (self.num_layers * self.num_directions, x.shape[1], self.hidden_size)
-        if hx is None:
-            zeros = x.new_zeros(shape)
-            return zeros, (zeros if self.cell == "lstm" else None)
-        if self.cell == "lstm":
-            if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-                raise ValueError("an LSTM's hx must be a tuple (h_0, c_0)")
-            states = list(hx)
-        else:
-            states = [hx]
-        if unbatched:
-            states = [s.unsqueeze(1) for s in states]  # (L*D, H) -> (L*D, 1, H)
-        for name, s in zip(("h_0", "c_0"), states):
-            if tuple(s.shape) != shape:
-                got = tuple(s.shape[:1] + s.shape[2:]) if unbatched else tuple(s.shape)
-                want = (shape[0], shape[2]) if unbatched else shape
-                raise ValueError(f"expected {name} of shape {want}, got {got}")
-        return states[0], (states[1] if self.cell == "lstm" else None)
-
-    def _keep_signals(self, zoneout_keep, seq: SequenceBatch) -> list[Tensor | None]:
-        """Outside zoneout probabilities (e.g. surprisal-driven zoneout, Rocki 2016), per layer,
-        in the input's layout, broadcastable to (T, B, H) once made time-major."""
-        if zoneout_keep is None:
-            return [None] * self.num_layers
-        signals = list(zoneout_keep) if isinstance(zoneout_keep, (list, tuple)) else [zoneout_keep] * self.num_layers
-        if len(signals) != self.num_layers:
-            raise ValueError(f"zoneout_keep needs one tensor per layer ({self.num_layers}), got {len(signals)}")
-        out = []
-        for s in signals:
-            if s.dim() == 2 and seq.unbatched:
-                s = s.unsqueeze(1)  # (T, H) -> (T, 1, H)
-            elif seq.batch_first and seq.packed is None:
-                s = s.transpose(0, 1)  # (B, T, H) -> (T, B, H)
-            if bool(((s < 0) | (s > 1)).any()):
-                raise ValueError("zoneout_keep holds probabilities: every value must lie in [0, 1]")
-            out.append(s)
-        return out
-
     def _step_options(self, stochastic: bool) -> StepOptions:
         return StepOptions(cell=self.cell, stochastic=stochastic, recurrent_dropout=self.recurrent_dropout,
                            semeniuta=self.recurrent_dropout_mode == "semeniuta",
@@ -246,9 +207,10 @@ class RecurrentBase(nn.Module):
         seq = SequenceBatch.from_input(input, self.batch_first, lengths)
         if seq.x.shape[-1] != self.input_size:
             raise ValueError(f"input has {seq.x.shape[-1]} features, expected input_size={self.input_size}")
-        h0, c0 = self._initial_state(hx, seq.x, seq.unbatched)
+        shape = (self.num_layers * self.num_directions, seq.x.shape[1], self.hidden_size)
+        h0, c0 = initial_state(hx, seq, shape, self.cell == "lstm")
         stochastic = is_stochastic(self)
-        signals = self._keep_signals(zoneout_keep, seq)
+        signals = keep_signals(zoneout_keep, seq, self.num_layers)
         path = self._path(stochastic, zoneout_keep, return_cells and self.cell == "lstm")
         opts = self._step_options(stochastic) if path != "fused" else None
         fused_op = self.nonlinearity if self.cell == "rnn" else self.cell
@@ -287,11 +249,8 @@ class RecurrentBase(nn.Module):
         return output, hidden
 
     def extra_repr(self) -> str:
-        s = f"{self.input_size}, {self.hidden_size}"
-        defaults = {"num_layers": 1, "bias": True, "batch_first": False, "dropout": 0.0, "bidirectional": False,
-                    "input_p": 0.0, "hidden_p": 0.0, "output_p": 0.0, "weight_p": 0.0, "weight_noise_std": 0.0,
-                    "recurrent_dropout": 0.0, "recurrent_dropout_mode": "gal", "zoneout_h_p": 0.0,
-                    "zoneout_c_p": 0.0, "peepholes": False, "forget_bias": None, "nonlinearity": "tanh",
-                    "trec_threshold": 1.0, "recurrent_init": "default", "implementation": "auto", "mc_dropout": False}
-        changed = [f"{k}={getattr(self, k)!r}" for k, v in defaults.items() if getattr(self, k) != v]
-        return ", ".join([s, *changed])
+        params = inspect.signature(RecurrentBase.__init__).parameters
+        changed = [f"{name}={getattr(self, name)!r}" for name, param in params.items()
+                   if param.default is not inspect.Parameter.empty and name not in ("device", "dtype")
+                   and getattr(self, name) != param.default]
+        return ", ".join([f"{self.input_size}, {self.hidden_size}", *changed])

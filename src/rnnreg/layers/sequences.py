@@ -83,3 +83,46 @@ def reverse_time(x: Tensor, lengths: Tensor | None) -> Tensor:
     index = torch.where(steps < lens, lens - 1 - steps, steps)  # (T, B)
     index = index.view(*index.shape, *([1] * (x.dim() - 2))).expand_as(x)  # (T, B, ...)
     return x.gather(0, index)
+
+
+def initial_state(hx, seq: SequenceBatch, shape: tuple[int, int, int], lstm: bool
+                  ) -> tuple[Tensor, Tensor | None]:
+    """h_0 (and c_0 for an LSTM), each (L*D, B, H); zeros when hx is None, as in torch.nn."""
+    if hx is None:
+        zeros = seq.x.new_zeros(shape)
+        return zeros, (zeros if lstm else None)
+    if lstm and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
+        raise ValueError("an LSTM's hx must be a tuple (h_0, c_0)")
+    states = list(hx) if lstm else [hx]
+    if seq.unbatched:
+        states = [s.unsqueeze(1) for s in states]  # (L*D, H) -> (L*D, 1, H)
+    for name, s in zip(("h_0", "c_0"), states):
+        if tuple(s.shape) != shape:
+            want = (shape[0], shape[2]) if seq.unbatched else shape
+            got = tuple(s.squeeze(1).shape) if seq.unbatched else tuple(s.shape)
+            raise ValueError(f"expected {name} of shape {want}, got {got}")
+    return states[0], (states[1] if lstm else None)
+
+
+def keep_signals(zoneout_keep, seq: SequenceBatch, num_layers: int) -> list[Tensor | None]:
+    """Outside zoneout probabilities (surprisal-driven zoneout, Rocki 2016), one per layer.
+
+    Given in the input's layout (batch-first if the layer is), last dim 1 or H; returned
+    time-major, broadcastable to (T, B, H).
+    """
+    if zoneout_keep is None:
+        return [None] * num_layers
+    many = isinstance(zoneout_keep, (list, tuple))
+    signals = list(zoneout_keep) if many else [zoneout_keep] * num_layers
+    if len(signals) != num_layers:
+        raise ValueError(f"zoneout_keep needs one tensor per layer ({num_layers}), got {len(signals)}")
+    out = []
+    for s in signals:
+        if seq.unbatched:
+            s = s.unsqueeze(1)  # (T, H) -> (T, 1, H)
+        elif seq.batch_first and seq.packed is None:
+            s = s.transpose(0, 1)  # (B, T, H) -> (T, B, H)
+        if bool(((s < 0) | (s > 1)).any()):
+            raise ValueError("zoneout_keep holds probabilities: every value must lie in [0, 1]")
+        out.append(s)
+    return out

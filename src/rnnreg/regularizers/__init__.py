@@ -1,12 +1,12 @@
 """Regularizers for recurrent networks: dropout variants, weight drop, weight noise, MC dropout.
 
 Every regularizer here is exactly the identity when its rate is 0 or the module is in eval mode,
-unless MC dropout is switched on (``mc_dropout=True``, see :mod:`.mc_dropout`).
+unless MC dropout is switched on (``mc_dropout=True``, see :mod:`.monte_carlo`).
 """
 
 from .embedding_dropout import Embedding, embedding_dropout
 from .locked_dropout import LockedDropout, locked_dropout
-from .mc_dropout import is_stochastic, mc_dropout, mc_predict, set_mc_dropout
+from .monte_carlo import is_stochastic, mc_dropout, mc_predict, set_mc_dropout
 from .weight_drop import WeightDrop, drop_weight
 from .weight_noise import WeightNoise, add_weight_noise
 

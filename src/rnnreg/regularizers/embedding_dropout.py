@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .masks import check_probability, dropout_mask
-from .mc_dropout import is_stochastic
+from .monte_carlo import is_stochastic
 
 
 def embedding_dropout(weight: Tensor, input: Tensor, p: float, training: bool,

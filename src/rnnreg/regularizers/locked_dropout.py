@@ -11,7 +11,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .masks import check_probability, dropout_mask
-from .mc_dropout import is_stochastic
+from .monte_carlo import is_stochastic
 
 
 def locked_dropout(x: Tensor, p: float, training: bool, batch_first: bool = False) -> Tensor:

@@ -18,7 +18,7 @@ from typing import Any
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .mc_dropout import is_stochastic
+from .monte_carlo import is_stochastic
 
 
 def _resolve(module: nn.Module, name: str) -> Any:

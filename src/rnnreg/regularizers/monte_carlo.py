@@ -78,9 +78,9 @@ def mc_predict(model: nn.Module, *args: Any, n_samples: int = 20,
     """Predictive mean and variance from ``n_samples`` stochastic passes (Gal & Ghahramani 2016).
 
     The model runs in eval mode (so e.g. batch norm uses its running statistics) with MC dropout
-    on, under ``torch.no_grad``; its previous train/eval modes and ``mc_dropout`` flags are restored
-    afterwards. ``fn`` maps one output of ``model(*args, **kwargs)`` to a tensor (default: the output
-    if it is a tensor, else ``output[0]``).
+    on, under ``torch.no_grad``; its previous train/eval modes and ``mc_dropout`` flags are
+    restored afterwards. ``fn`` maps one output of ``model(*args, **kwargs)`` to a tensor
+    (default: the output if it is a tensor, else ``output[0]``).
 
     Returns ``(mean, var)``, each of the shape of ``fn(output)``; ``var`` is the population variance
     over the samples (``correction=0``), so it is exactly zero for a deterministic model.

@@ -1,0 +1,263 @@
+"""Forward + backward throughput of rnnreg's recurrent stacks, as a ratio to torch.nn's.
+
+Each (size, configuration) pair is measured against a plain torch.nn.LSTM (or torch.nn.GRU) stack of
+the same sizes in the same run: both are warmed up, then every repeat times the baseline and the
+candidate back to back (alternating which goes first), and the reported ratio is the median of the
+per-repeat ratios. stdout carries one JSON line per pair and nothing else; progress goes to stderr.
+
+    python benchmarks/bench_layers.py                       # everything (minutes on 2 cores)
+    python benchmarks/bench_layers.py --quick               # smoke run with tiny sizes (seconds)
+    python benchmarks/bench_layers.py --sizes small --configs fused,zoneout --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+import rnnreg
+from rnnreg.kernels import pick_kernel
+from rnnreg.penalties import ar, norm_stabilizer, tar
+
+GATES = {"lstm": 4, "gru": 3}
+AWD_DROPOUTS = {"input_p": 0.4, "hidden_p": 0.25, "output_p": 0.4}  # AWD-LSTM's dropouti/h/dropout
+
+
+@dataclass(frozen=True)
+class Size:
+    batch: int
+    steps: int
+    modules: tuple[tuple[int, int, int], ...]  # (input_size, hidden_size, num_layers) per module
+    repeats: int
+
+
+# AWD-LSTM's stack is three single-layer modules; both contenders are built the same way.
+SIZES = {
+    "small": Size(20, 35, ((200, 200, 2),), repeats=5),
+    "medium": Size(20, 35, ((650, 650, 2),), repeats=5),
+    "awd": Size(80, 70, ((400, 1150, 1), (1150, 1150, 1), (1150, 400, 1)), repeats=3),
+}
+QUICK_SIZES = {  # same structure, tiny dimensions: exercises every code path in seconds
+    "small": Size(4, 6, ((16, 16, 2),), repeats=1),
+    "medium": Size(4, 6, ((24, 24, 2),), repeats=1),
+    "awd": Size(4, 6, ((16, 32, 1), (32, 32, 1), (32, 16, 1)), repeats=1),
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    cell: str = "lstm"
+    layer: dict = field(default_factory=dict)  # rnnreg constructor keywords
+    dropouts: dict = field(default_factory=dict)  # input_p / hidden_p / output_p of the whole stack
+    penalty: str | None = None  # "ar_tar" or "norm_cells"
+    sizes: tuple[str, ...] = tuple(SIZES)
+
+
+FUSED, STEPWISE = {"implementation": "fused"}, {"implementation": "stepwise"}
+CONFIGS = [
+    Config("fused", layer=FUSED),
+    Config("weight_drop", layer={**FUSED, "weight_p": 0.5}),
+    Config("locked_dropout", layer=FUSED, dropouts=AWD_DROPOUTS),
+    Config("ar_tar", layer=FUSED, penalty="ar_tar"),
+    Config("awd_all", layer={**FUSED, "weight_p": 0.5}, dropouts=AWD_DROPOUTS, penalty="ar_tar"),
+    Config("stepwise", layer=STEPWISE),
+    Config("zoneout", layer={**STEPWISE, "zoneout_h_p": 0.05, "zoneout_c_p": 0.5}),  # Krueger et al.'s LSTM rates
+    Config("recurrent_dropout", layer={**STEPWISE, "recurrent_dropout": 0.25}),
+    Config("semeniuta", layer={**STEPWISE, "recurrent_dropout": 0.25, "recurrent_dropout_mode": "semeniuta"}),
+    Config("peepholes", layer={**STEPWISE, "peepholes": True}),
+    Config("norm_stabilizer_cells", layer=STEPWISE, penalty="norm_cells"),
+    Config("weight_noise", layer={**FUSED, "weight_noise_std": 0.075}),
+    Config("reference", layer={"implementation": "reference"}, sizes=("small",)),
+    Config("gru_fused", cell="gru", layer=FUSED),
+    Config("gru_stepwise", cell="gru", layer=STEPWISE),
+]
+BASELINES = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
+CANDIDATES = {"lstm": rnnreg.LSTM, "gru": rnnreg.GRU}
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def module_dropouts(dropouts: dict, index: int, count: int) -> dict:
+    """Spread the stack's locked dropouts over its modules: input_p on the first module's input,
+    hidden_p between layers and modules, output_p on the last module's output."""
+    if not dropouts:
+        return {}
+    out = {"hidden_p": dropouts["hidden_p"]}
+    out["input_p"] = dropouts["input_p"] if index == 0 else 0.0
+    out["output_p"] = dropouts["output_p"] if index == count - 1 else dropouts["hidden_p"]
+    return out
+
+
+def build(size: Size, cfg: Config, baseline: bool) -> list[torch.nn.Module]:
+    count = len(size.modules)
+    if baseline:
+        return [BASELINES[cfg.cell](i, h, n).train() for i, h, n in size.modules]
+    return [CANDIDATES[cfg.cell](i, h, n, **cfg.layer, **module_dropouts(cfg.dropouts, k, count)).train()
+            for k, (i, h, n) in enumerate(size.modules)]
+
+
+def penalty_of(states: rnnreg.RecurrentStates | None, kind: str | None) -> torch.Tensor | float:
+    """The penalty terms on the last module's sequences (AR on the dropped output, TAR on the raw
+    one, Merity et al. 2017; norm-stabilizer on the cells, Krueger & Memisevic 2016)."""
+    if kind == "ar_tar":
+        return ar(states.dropped[-1], 2.0) + tar(states.raw[-1], 1.0)
+    if kind == "norm_cells":
+        return norm_stabilizer(states.cells[-1], 50.0)
+    return 0.0
+
+
+def make_step(modules: list[torch.nn.Module], x: torch.Tensor, weight: torch.Tensor, penalty: str | None):
+    """One training iteration: forward through the stack, loss = sum(out * weight) + penalty, backward."""
+    kwargs = {"return_states": penalty == "ar_tar", "return_cells": penalty == "norm_cells"} if penalty else {}
+
+    def step() -> None:
+        x.grad = None
+        for m in modules:
+            m.zero_grad(set_to_none=True)
+        out, states = x, None
+        for m in modules:
+            result = m(out, **kwargs)
+            out, states = result[0], (result[2] if kwargs else None)
+        ((out * weight).sum() + penalty_of(states, penalty)).backward()
+    return step
+
+
+def seconds(step, iters: int) -> float:
+    start = time.perf_counter()
+    for _ in range(iters):
+        step()
+    return (time.perf_counter() - start) / iters
+
+
+def stack_flops(size: Size, cell: str) -> float:
+    """Matmul FLOPs of one forward + backward: forward 2*T*B*(I+H)*G*H per layer, backward twice that."""
+    total = 0.0
+    for inp, hid, layers in size.modules:
+        for layer in range(layers):
+            fan_in = inp if layer == 0 else hid
+            total += 2 * size.steps * size.batch * (fan_in + hid) * GATES[cell] * hid
+    return 3 * total
+
+
+def peak_flops(n: int, repeats: int = 5) -> float:
+    """The machine's float32 matmul FLOP/s: median of a few n x n torch.mm after one warm-up."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    return 2 * n ** 3 / statistics.median(seconds(lambda: torch.mm(a, b), 1) for _ in range(repeats))
+
+
+def kernel_name(cfg: Config, x: torch.Tensor) -> str:
+    """Which code runs the recurrence; raises ImportError while the stepwise kernel is missing."""
+    impl = cfg.layer.get("implementation", "auto")
+    if impl == "fused":
+        return "aten"
+    return pick_kernel(cfg.cell, x, reference_only=impl == "reference").__name__
+
+
+def measure(size: Size, cfg: Config, repeats: int, min_time: float) -> dict:
+    """Paired timing: warm up both, then per repeat time baseline and candidate back to back."""
+    torch.manual_seed(0)
+    x = torch.randn(size.steps, size.batch, size.modules[0][0], requires_grad=True)
+    weight = torch.randn(size.steps, size.batch, size.modules[-1][1])
+    kernel = kernel_name(cfg, x)
+    steps = {"baseline": make_step(build(size, cfg, True), x, weight, None),
+             "candidate": make_step(build(size, cfg, False), x, weight, cfg.penalty)}
+    for step in steps.values():
+        step()  # warm-up: allocator, thread pool, lazy kernel builds
+    # Each timed block runs at least min_time seconds, so small sizes are not timer noise; the
+    # calibration step doubles as a second warm-up (an AWD-size step takes seconds on 2 cores).
+    iters = {name: max(1, math.ceil(min_time / seconds(step, 1))) for name, step in steps.items()}
+    times = {"baseline": [], "candidate": []}
+    for r in range(repeats):
+        order = ("baseline", "candidate") if r % 2 == 0 else ("candidate", "baseline")
+        for name in order:
+            times[name].append(seconds(steps[name], iters[name]))
+    tokens = size.batch * size.steps
+    ratio = statistics.median(b / c for b, c in zip(times["baseline"], times["candidate"]))
+    return {"kernel": kernel, "iters": iters, "ratio": ratio,
+            "tokens_per_s": tokens / statistics.median(times["candidate"]),
+            "baseline_tokens_per_s": tokens / statistics.median(times["baseline"]),
+            "candidate_s": statistics.median(times["candidate"]),
+            "baseline_s": statistics.median(times["baseline"])}
+
+
+def json_stdout():
+    """A private handle on the real stdout for the JSON lines; fd 1 itself is pointed at stderr so
+    nothing else (a compiler, a library's print) can end up in the JSON stream."""
+    sys.stdout.flush()
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    return out
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    names = [c.name for c in CONFIGS]
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", default=",".join(SIZES), help=f"comma-separated subset of {','.join(SIZES)}")
+    p.add_argument("--configs", default=",".join(names), help=f"comma-separated subset of {','.join(names)}")
+    p.add_argument("--repeats", type=int, help="paired repeats (default: 5 small/medium, 3 awd)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's default)")
+    p.add_argument("--min-time", type=float, default=0.2, help="seconds per timed block (default 0.2)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, 1 repeat: a smoke run")
+    args = p.parse_args(argv)
+    for flag, allowed in (("sizes", SIZES), ("configs", names)):
+        chosen = [s for s in getattr(args, flag).split(",") if s]
+        unknown = sorted(set(chosen) - set(allowed))
+        if unknown:
+            p.error(f"unknown --{flag}: {', '.join(unknown)}")
+        setattr(args, flag, chosen)
+    return args
+
+
+def json_line(size_name: str, cfg: Config, result: dict, peak: float, repeats: int, quick: bool) -> str:
+    size = (QUICK_SIZES if quick else SIZES)[size_name]
+    flops = stack_flops(size, cfg.cell)
+    line = {"size": size_name, "config": cfg.name, "cell": cfg.cell,
+            "baseline": f"torch.nn.{BASELINES[cfg.cell].__name__}",
+            "implementation": cfg.layer.get("implementation", "auto"), "kernel": result["kernel"],
+            "batch": size.batch, "steps": size.steps, "tokens_per_s": result["tokens_per_s"],
+            "baseline_tokens_per_s": result["baseline_tokens_per_s"], "ratio": result["ratio"],
+            "peak_fraction": flops / result["candidate_s"] / peak,
+            "baseline_peak_fraction": flops / result["baseline_s"] / peak, "peak_gflops": peak / 1e9,
+            "repeats": repeats, "iters": result["iters"]["candidate"],
+            "baseline_iters": result["iters"]["baseline"], "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "quick": quick}
+    return json.dumps({k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in line.items()})
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    out = json_stdout()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sizes = QUICK_SIZES if args.quick else SIZES
+    peak = peak_flops(256 if args.quick else 2048)
+    log(f"peak float32 matmul: {peak / 1e9:.1f} GFLOP/s on {torch.get_num_threads()} threads")
+    for size_name in args.sizes:
+        for cfg in (c for c in CONFIGS if c.name in args.configs and size_name in c.sizes):
+            repeats = 1 if args.quick else (args.repeats or sizes[size_name].repeats)
+            log(f"{size_name} / {cfg.name} ...")
+            try:
+                result = measure(sizes[size_name], cfg, repeats, 0.0 if args.quick else args.min_time)
+            except ImportError as err:  # the stepwise C++ kernel is not there (yet)
+                log(f"  skipped: {err}")
+                continue
+            out.write(json_line(size_name, cfg, result, peak, repeats, args.quick) + "\n")
+            log(f"  ratio {result['ratio']:.3f} ({result['tokens_per_s']:.0f} vs "
+                f"{result['baseline_tokens_per_s']:.0f} tokens/s, kernel {result['kernel']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

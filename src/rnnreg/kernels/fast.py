@@ -1,0 +1,266 @@
+"""The fast twin of ``kernels/reference.py``: a C++ CPU kernel with a hand-written backward.
+
+The kernel (``csrc/stepwise.cpp``) is compiled by ``torch.utils.cpp_extension.load`` on first use
+and cached in torch's extension directory (``TORCH_EXTENSIONS_DIR``, default
+``~/.cache/torch_extensions``). ``fast_available()`` reports whether that worked; when it did not,
+callers use the reference recurrences instead.
+
+``lstm_fast``, ``gru_fast`` and ``rnn_fast`` take exactly the arguments of ``lstm_reference``,
+``gru_reference`` and ``rnn_reference`` and return the same results, with gradients for the input,
+the initial states, the weights, the biases and the peepholes (masks and zoneout weights get none).
+CPU float32 / float64 only; other devices raise, and the caller falls back to the reference.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+__all__ = ["fast_available", "lstm_fast", "gru_fast", "rnn_fast"]
+
+logger = logging.getLogger(__name__)
+
+_SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "stepwise.cpp"
+_EXT_NAME = "rnnreg_stepwise"
+_lock = threading.Lock()
+_state: dict[str, bool] = {}
+
+# Bits of the backward ops' `needs` argument (csrc/stepwise.cpp, enum Need).
+_X, _H0, _C0, _WIH, _WHH, _BIH, _BHH, _PEEP = 1, 2, 4, 8, 16, 32, 64, 128
+
+_ACTIVATIONS = {"tanh": 0, "relu": 1, "trec": 2}
+
+
+def _build() -> None:
+    from torch.utils.cpp_extension import load
+
+    load(
+        name=_EXT_NAME,
+        sources=[str(_SOURCE)],
+        # -fno-trapping-math lets the compiler if-convert (and so vectorize) the pointwise loops;
+        # no -march=native: the build cache may be shared between machines (AVX2 is picked at
+        # run time inside the kernel). -fopenmp: at::parallel_for is OpenMP-based in its headers.
+        extra_cflags=["-O3", "-fno-trapping-math", "-fno-math-errno", "-fopenmp"],
+        extra_ldflags=["-fopenmp"],
+        is_python_module=False,
+        verbose=False,
+    )
+
+
+def fast_available() -> bool:
+    """Build (first call only) and load the C++ kernel; False, with a logged warning, if that fails."""
+    ok = _state.get("ok")
+    if ok is not None:
+        return ok
+    with _lock:
+        if "ok" not in _state:
+            try:
+                if not hasattr(torch.ops.rnnreg_fast, "lstm_fwd"):
+                    _build()
+                torch.ops.rnnreg_fast.lstm_fwd  # noqa: B018 - raises if registration failed
+                _state["ok"] = True
+            except Exception as exc:  # noqa: BLE001 - any build or load failure means "not available"
+                logger.warning("rnnreg fast stepwise kernel unavailable, using the reference "
+                               "recurrences: %s: %s", type(exc).__name__, exc)
+                _state["ok"] = False
+    return _state["ok"]
+
+
+def _ops():
+    if not fast_available():
+        raise RuntimeError("the rnnreg fast stepwise kernel could not be built (see the log)")
+    return torch.ops.rnnreg_fast
+
+
+# ------------------------------------------------------------------------------------------------
+# Argument preparation
+
+
+def _check(x: Tensor, h0: Tensor, w_hh: Tensor) -> None:
+    if x.device.type != "cpu":
+        raise RuntimeError(f"rnnreg fast kernel: CPU tensors only, got {x.device}")
+    if x.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"rnnreg fast kernel: float32 or float64 only, got {x.dtype}")
+    if x.dim() != 3:
+        raise ValueError(f"rnnreg fast kernel: x must be (T, B, I), got {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ValueError("rnnreg fast kernel: empty sequence (T = 0)")
+    H = w_hh.shape[1]
+    if tuple(h0.shape) != (x.shape[1], H):
+        raise ValueError(f"rnnreg fast kernel: initial state must be {(x.shape[1], H)}, "
+                         f"got {tuple(h0.shape)}")
+
+
+def _dense(t: Tensor | None, like: Tensor) -> Tensor | None:
+    """Contiguous, in like's dtype (parameters, states, inputs)."""
+    if t is None:
+        return None
+    return t.to(dtype=like.dtype).contiguous()
+
+
+def _mask(t: Tensor | None, shape: tuple[int, ...], like: Tensor) -> Tensor | None:
+    """A mask / zoneout weight as a dense tensor of the given shape (broadcast if needed)."""
+    if t is None:
+        return None
+    t = t.detach()
+    if t.dtype != like.dtype:
+        t = t.to(like.dtype)
+    return t.expand(shape).contiguous()
+
+
+def _grad(t: Tensor | None) -> Tensor | None:
+    return None if t is None else t.contiguous()
+
+
+def _needs_grad(*tensors: Tensor | None) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _needs_bits(ctx, bits: tuple[int, ...]) -> int:
+    return sum(b for b, n in zip(bits, ctx.needs_input_grad) if n and b)
+
+
+def _pick(t: Tensor, wanted: bool) -> Tensor | None:
+    return t if wanted else None
+
+
+# ------------------------------------------------------------------------------------------------
+# LSTM
+
+
+class _LSTMFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, peep, rec_mask, keep_h, keep_c, upd_mask):
+        hs, cs, gates, cn, hin = torch.ops.rnnreg_fast.lstm_fwd(
+            x, h0, c0, w_ih, w_hh, b_ih, b_hh, peep, rec_mask, keep_h, keep_c, upd_mask, True)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, peep, rec_mask, keep_h, keep_c, upd_mask,
+                              hs, cs, gates, cn, hin)
+        return hs, cs
+
+    @staticmethod
+    def backward(ctx, dhs, dcs):
+        if dhs is None and dcs is None:
+            return (None,) * 12
+        (x, h0, c0, w_ih, w_hh, peep, rec_mask, keep_h, keep_c, upd_mask,
+         hs, cs, gates, cn, hin) = ctx.saved_tensors
+        n = ctx.needs_input_grad
+        needs = _needs_bits(ctx, (_X, _H0, _C0, _WIH, _WHH, _BIH, _BHH, _PEEP))
+        dx, dh0, dc0, dw_ih, dw_hh, db, dpeep = torch.ops.rnnreg_fast.lstm_bwd(
+            _grad(dhs), _grad(dcs), x, h0, c0, w_ih, w_hh, peep, rec_mask, keep_h, keep_c,
+            upd_mask, hs, cs, gates, cn, hin, needs)
+        db_ih = db if n[5] else None
+        db_hh = (db.clone() if n[5] else db) if n[6] else None
+        return (_pick(dx, n[0]), _pick(dh0, n[1]), _pick(dc0, n[2]), _pick(dw_ih, n[3]),
+                _pick(dw_hh, n[4]), db_ih, db_hh, _pick(dpeep, n[7] and peep is not None),
+                None, None, None, None)
+
+
+def lstm_fast(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
+              b_ih: Tensor | None, b_hh: Tensor | None, peep: Tensor | None = None,
+              rec_mask: Tensor | None = None, keep_h: Tensor | None = None,
+              keep_c: Tensor | None = None, upd_mask: Tensor | None = None
+              ) -> tuple[Tensor, Tensor]:
+    """Same as ``lstm_reference``: returns (h sequence (T, B, H), c sequence (T, B, H))."""
+    _check(x, h0, w_hh)
+    ops = _ops()
+    T, B, H = x.shape[0], x.shape[1], w_hh.shape[1]
+    args = [_dense(t, x) for t in (x, h0, c0, w_ih, w_hh, b_ih, b_hh, peep)]
+    masks = [_mask(rec_mask, (B, H), x), _mask(keep_h, (T, B, H), x),
+             _mask(keep_c, (T, B, H), x), _mask(upd_mask, (T, B, H), x)]
+    if _needs_grad(x, h0, c0, w_ih, w_hh, b_ih, b_hh, peep):
+        return _LSTMFunction.apply(*args, *masks)
+    hs, cs = ops.lstm_fwd(*args, *masks, False)
+    return hs, cs
+
+
+# ------------------------------------------------------------------------------------------------
+# GRU
+
+
+class _GRUFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, rec_mask, keep_h, upd_mask):
+        hs, gates, hn, hin = torch.ops.rnnreg_fast.gru_fwd(
+            x, h0, w_ih, w_hh, b_ih, b_hh, rec_mask, keep_h, upd_mask, True)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(x, h0, w_ih, w_hh, rec_mask, keep_h, upd_mask, hs, gates, hn, hin)
+        return hs
+
+    @staticmethod
+    def backward(ctx, dhs):
+        if dhs is None:
+            return (None,) * 9
+        x, h0, w_ih, w_hh, rec_mask, keep_h, upd_mask, hs, gates, hn, hin = ctx.saved_tensors
+        n = ctx.needs_input_grad
+        needs = _needs_bits(ctx, (_X, _H0, _WIH, _WHH, _BIH, _BHH))
+        dx, dh0, dw_ih, dw_hh, db_ih, db_hh = torch.ops.rnnreg_fast.gru_bwd(
+            _grad(dhs), x, h0, w_ih, w_hh, rec_mask, keep_h, upd_mask, hs, gates, hn, hin, needs)
+        return (_pick(dx, n[0]), _pick(dh0, n[1]), _pick(dw_ih, n[2]), _pick(dw_hh, n[3]),
+                _pick(db_ih, n[4]), _pick(db_hh, n[5]), None, None, None)
+
+
+def gru_fast(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
+             b_hh: Tensor | None, rec_mask: Tensor | None = None,
+             keep_h: Tensor | None = None, upd_mask: Tensor | None = None) -> Tensor:
+    """Same as ``gru_reference``: returns the h sequence (T, B, H)."""
+    _check(x, h0, w_hh)
+    ops = _ops()
+    T, B, H = x.shape[0], x.shape[1], w_hh.shape[1]
+    args = [_dense(t, x) for t in (x, h0, w_ih, w_hh, b_ih, b_hh)]
+    masks = [_mask(rec_mask, (B, H), x), _mask(keep_h, (T, B, H), x),
+             _mask(upd_mask, (T, B, H), x)]
+    if _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh):
+        return _GRUFunction.apply(*args, *masks)
+    return ops.gru_fwd(*args, *masks, False)[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# Elman RNN
+
+
+class _RNNFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, rec_mask, keep_h, act, threshold):
+        hs, deriv, hin = torch.ops.rnnreg_fast.rnn_fwd(
+            x, h0, w_ih, w_hh, b_ih, b_hh, rec_mask, keep_h, act, threshold, True)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(x, h0, w_ih, w_hh, rec_mask, keep_h, hs, deriv, hin)
+        return hs
+
+    @staticmethod
+    def backward(ctx, dhs):
+        if dhs is None:
+            return (None,) * 10
+        x, h0, w_ih, w_hh, rec_mask, keep_h, hs, deriv, hin = ctx.saved_tensors
+        n = ctx.needs_input_grad
+        needs = _needs_bits(ctx, (_X, _H0, _WIH, _WHH, _BIH, _BHH))
+        dx, dh0, dw_ih, dw_hh, db, _ = torch.ops.rnnreg_fast.rnn_bwd(
+            _grad(dhs), x, h0, w_ih, w_hh, rec_mask, keep_h, hs, deriv, hin, needs)
+        db_ih = db if n[4] else None
+        db_hh = (db.clone() if n[4] else db) if n[5] else None
+        return (_pick(dx, n[0]), _pick(dh0, n[1]), _pick(dw_ih, n[2]), _pick(dw_hh, n[3]),
+                db_ih, db_hh, None, None, None, None)
+
+
+def rnn_fast(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
+             b_hh: Tensor | None, rec_mask: Tensor | None = None,
+             keep_h: Tensor | None = None, nonlinearity: str = "tanh",
+             threshold: float = 1.0) -> Tensor:
+    """Same as ``rnn_reference``: returns the h sequence (T, B, H); nonlinearity tanh/relu/trec."""
+    if nonlinearity not in _ACTIVATIONS:
+        raise ValueError(f"nonlinearity must be one of {sorted(_ACTIVATIONS)}, "
+                         f"got {nonlinearity!r}")
+    _check(x, h0, w_hh)
+    ops = _ops()
+    T, B, H = x.shape[0], x.shape[1], w_hh.shape[1]
+    act = _ACTIVATIONS[nonlinearity]
+    args = [_dense(t, x) for t in (x, h0, w_ih, w_hh, b_ih, b_hh)]
+    masks = [_mask(rec_mask, (B, H), x), _mask(keep_h, (T, B, H), x)]
+    if _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh):
+        return _RNNFunction.apply(*args, *masks, act, float(threshold))
+    return ops.rnn_fwd(*args, *masks, act, float(threshold), False)[0]
