@@ -207,10 +207,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sizes", default=",".join(SIZES), help=f"comma-separated subset of {','.join(SIZES)}")
     p.add_argument("--configs", default=",".join(names), help=f"comma-separated subset of {','.join(names)}")
     p.add_argument("--repeats", type=int, help="paired repeats (default: 5 small/medium, 3 awd)")
-    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's default)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's default; 1 with --quick)")
     p.add_argument("--min-time", type=float, default=0.2, help="seconds per timed block (default 0.2)")
-    p.add_argument("--quick", action="store_true", help="tiny sizes, 1 repeat: a smoke run")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, 1 repeat, 1 thread: a smoke run")
     args = p.parse_args(argv)
+    if any(v is not None and v < 1 for v in (args.repeats, args.threads)):
+        p.error("--repeats and --threads must be positive")
     for flag, allowed in (("sizes", SIZES), ("configs", names)):
         chosen = [s for s in getattr(args, flag).split(",") if s]
         unknown = sorted(set(chosen) - set(allowed))
@@ -220,8 +222,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def json_line(size_name: str, cfg: Config, result: dict, peak: float, repeats: int, quick: bool) -> str:
-    size = (QUICK_SIZES if quick else SIZES)[size_name]
+def json_line(size_name: str, size: Size, cfg: Config, result: dict, peak: float, repeats: int, quick: bool) -> str:
     flops = stack_flops(size, cfg.cell)
     line = {"size": size_name, "config": cfg.name, "cell": cfg.cell,
             "baseline": f"torch.nn.{BASELINES[cfg.cell].__name__}",
@@ -239,8 +240,10 @@ def json_line(size_name: str, cfg: Config, result: dict, peak: float, repeats: i
 def main(argv=None) -> int:
     args = parse_args(argv)
     out = json_stdout()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    # --quick measures nothing, so it runs on one thread unless told otherwise: two OpenMP threads on
+    # two cores that something else is also using can make a seconds-long smoke run take minutes.
+    if args.threads or args.quick:
+        torch.set_num_threads(args.threads or 1)
     sizes = QUICK_SIZES if args.quick else SIZES
     peak = peak_flops(256 if args.quick else 2048)
     log(f"peak float32 matmul: {peak / 1e9:.1f} GFLOP/s on {torch.get_num_threads()} threads")
@@ -253,7 +256,7 @@ def main(argv=None) -> int:
             except ImportError as err:  # the stepwise C++ kernel is not there (yet)
                 log(f"  skipped: {err}")
                 continue
-            out.write(json_line(size_name, cfg, result, peak, repeats, args.quick) + "\n")
+            out.write(json_line(size_name, sizes[size_name], cfg, result, peak, repeats, args.quick) + "\n")
             log(f"  ratio {result['ratio']:.3f} ({result['tokens_per_s']:.0f} vs "
                 f"{result['baseline_tokens_per_s']:.0f} tokens/s, kernel {result['kernel']})")
     return 0

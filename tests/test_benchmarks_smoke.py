@@ -13,8 +13,8 @@ KEYS = {"size", "config", "cell", "baseline", "tokens_per_s", "baseline_tokens_p
 
 
 def test_quick_run_prints_json_lines():
-    # One thread: the tiny sizes gain nothing from two, and a busy machine stalls OpenMP barriers.
-    done = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--threads", "1"],
+    # --quick runs on one thread: the smoke run then stays in seconds even on a busy machine.
+    done = subprocess.run([sys.executable, str(SCRIPT), "--quick"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.splitlines()

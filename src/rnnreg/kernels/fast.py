@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 __all__ = ["fast_available", "lstm_fast", "gru_fast", "rnn_fast"]
 
@@ -80,19 +81,30 @@ def _ops():
 # Argument preparation
 
 
-def _check(x: Tensor, h0: Tensor, w_hh: Tensor) -> None:
-    if x.device.type != "cpu":
-        raise RuntimeError(f"rnnreg fast kernel: CPU tensors only, got {x.device}")
+def _check(x: Tensor, states: tuple[Tensor, ...], w_ih: Tensor, w_hh: Tensor, gates: int,
+           vectors: tuple[Tensor | None, ...] = (), peep: Tensor | None = None) -> None:
+    """Device, dtype and shapes; the C++ side trusts them."""
+    for t in (x, *states, w_ih, w_hh, *vectors, peep):
+        if t is not None and t.device.type != "cpu":
+            raise RuntimeError(f"rnnreg fast kernel: CPU tensors only, got {t.device}")
     if x.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"rnnreg fast kernel: float32 or float64 only, got {x.dtype}")
-    if x.dim() != 3:
-        raise ValueError(f"rnnreg fast kernel: x must be (T, B, I), got {tuple(x.shape)}")
-    if x.shape[0] == 0:
-        raise ValueError("rnnreg fast kernel: empty sequence (T = 0)")
-    H = w_hh.shape[1]
-    if tuple(h0.shape) != (x.shape[1], H):
-        raise ValueError(f"rnnreg fast kernel: initial state must be {(x.shape[1], H)}, "
-                         f"got {tuple(h0.shape)}")
+    if x.dim() != 3 or x.shape[0] == 0:
+        raise ValueError(f"rnnreg fast kernel: x must be (T, B, I) with T > 0, got {tuple(x.shape)}")
+    H = w_hh.shape[-1]
+    G = gates * H
+    if tuple(w_hh.shape) != (G, H) or tuple(w_ih.shape) != (G, x.shape[2]):
+        raise ValueError(f"rnnreg fast kernel: weights must be {(G, x.shape[2])} and {(G, H)}, "
+                         f"got {tuple(w_ih.shape)} and {tuple(w_hh.shape)}")
+    for s in states:
+        if tuple(s.shape) != (x.shape[1], H):
+            raise ValueError(f"rnnreg fast kernel: initial states must be {(x.shape[1], H)}, "
+                             f"got {tuple(s.shape)}")
+    for v in vectors:
+        if v is not None and tuple(v.shape) != (G,):
+            raise ValueError(f"rnnreg fast kernel: biases must be ({G},), got {tuple(v.shape)}")
+    if peep is not None and tuple(peep.shape) != (3 * H,):
+        raise ValueError(f"rnnreg fast kernel: peep must be ({3 * H},), got {tuple(peep.shape)}")
 
 
 def _dense(t: Tensor | None, like: Tensor) -> Tensor | None:
@@ -143,6 +155,7 @@ class _LSTMFunction(torch.autograd.Function):
         return hs, cs
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, dhs, dcs):
         if dhs is None and dcs is None:
             return (None,) * 12
@@ -166,7 +179,7 @@ def lstm_fast(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
               keep_c: Tensor | None = None, upd_mask: Tensor | None = None
               ) -> tuple[Tensor, Tensor]:
     """Same as ``lstm_reference``: returns (h sequence (T, B, H), c sequence (T, B, H))."""
-    _check(x, h0, w_hh)
+    _check(x, (h0, c0), w_ih, w_hh, 4, (b_ih, b_hh), peep)
     ops = _ops()
     T, B, H = x.shape[0], x.shape[1], w_hh.shape[1]
     args = [_dense(t, x) for t in (x, h0, c0, w_ih, w_hh, b_ih, b_hh, peep)]
@@ -192,6 +205,7 @@ class _GRUFunction(torch.autograd.Function):
         return hs
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, dhs):
         if dhs is None:
             return (None,) * 9
@@ -208,7 +222,7 @@ def gru_fast(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | N
              b_hh: Tensor | None, rec_mask: Tensor | None = None,
              keep_h: Tensor | None = None, upd_mask: Tensor | None = None) -> Tensor:
     """Same as ``gru_reference``: returns the h sequence (T, B, H)."""
-    _check(x, h0, w_hh)
+    _check(x, (h0,), w_ih, w_hh, 3, (b_ih, b_hh))
     ops = _ops()
     T, B, H = x.shape[0], x.shape[1], w_hh.shape[1]
     args = [_dense(t, x) for t in (x, h0, w_ih, w_hh, b_ih, b_hh)]
@@ -233,6 +247,7 @@ class _RNNFunction(torch.autograd.Function):
         return hs
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, dhs):
         if dhs is None:
             return (None,) * 10
@@ -255,7 +270,7 @@ def rnn_fast(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | N
     if nonlinearity not in _ACTIVATIONS:
         raise ValueError(f"nonlinearity must be one of {sorted(_ACTIVATIONS)}, "
                          f"got {nonlinearity!r}")
-    _check(x, h0, w_hh)
+    _check(x, (h0,), w_ih, w_hh, 1, (b_ih, b_hh))
     ops = _ops()
     T, B, H = x.shape[0], x.shape[1], w_hh.shape[1]
     act = _ACTIVATIONS[nonlinearity]
