@@ -41,8 +41,8 @@ def _kernels(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rnnreg", description="Regularized recurrent neural networks.")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="train a regularized LSTM on the adding problem (about a minute)")
-    demo.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
+    demo = sub.add_parser("demo", help="train a regularized LSTM on the adding problem (under a minute)")
+    demo.add_argument("--steps", type=int, default=1000, help="training steps (default 1000)")
     demo.add_argument("--seq-len", type=int, default=50, help="sequence length T (default 50)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)

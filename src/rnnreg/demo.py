@@ -52,9 +52,9 @@ class DemoResult:
     valid_mse: float
 
 
-def run_demo(steps: int = 300, seq_len: int = 50, batch: int = 64, hidden: int = 64,
+def run_demo(steps: int = 1000, seq_len: int = 50, batch: int = 64, hidden: int = 64,
              seed: int = 0) -> Iterator[DemoResult]:
-    """Train with zoneout, weight drop and the norm-stabilizer; yield progress every 25 steps."""
+    """Train with zoneout, weight drop and the norm-stabilizer; yield progress every 100 steps."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = AddingModel(hidden, zoneout_h_p=0.05, zoneout_c_p=0.3, weight_p=0.1)
@@ -72,7 +72,7 @@ def run_demo(steps: int = 300, seq_len: int = 50, batch: int = 64, hidden: int =
         total.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        if step % 25 == 0 or step == steps:
+        if step % 100 == 0 or step == steps:
             model.eval()
             with torch.no_grad():
                 valid = mse(model(valid_x)[0], valid_y).item()
