@@ -219,6 +219,12 @@ def test_bad_arguments_are_refused_clearly(kw, match):
 
 
 def test_bad_calls_are_refused_clearly():
+    with pytest.raises(TypeError, match="peepholes applies to rnnreg.LSTM only"):
+        rnnreg.GRU(I, H, peepholes=True)
+    with pytest.raises(TypeError, match="zoneout_c_p"):
+        rnnreg.RNN(I, H, zoneout_c_p=0.1)
+    with pytest.raises(TypeError, match="recurrent_init"):
+        rnnreg.LSTM(I, H, recurrent_init="identity")
     with pytest.raises(ValueError, match="semeniuta"):
         rnnreg.RNN(I, H, recurrent_dropout_mode="semeniuta")
     layer = rnnreg.LSTM(I, H, zoneout_h_p=0.1, implementation="fused")
@@ -232,3 +238,23 @@ def test_bad_calls_are_refused_clearly():
         rnnreg.GRU(I, H)(torch.randn(3, 2, I), zoneout_keep=torch.full((3, 2, 1), 2.0))
     with pytest.raises(ValueError, match="lengths"):
         rnnreg.GRU(I, H)(torch.randn(3, 2, I), lengths=[4, 1])
+
+
+def test_surprisal_driven_zoneout_keeps_units_when_unsurprised():
+    logits = torch.tensor([[10.0, 0.0], [0.0, 0.0]])  # confident-right, uncertain
+    s = rnnreg.regularizers.surprisal(logits, torch.tensor([0, 1]))
+    torch.testing.assert_close(s[1], torch.log(torch.tensor(2.0)))
+    keep = rnnreg.regularizers.surprisal_keep(s)
+    assert keep.shape == (2, 1) and keep[0] > 0.99 and 0.49 < keep[1] < 0.51
+    per_unit = rnnreg.regularizers.surprisal_keep(s, torch.tensor([1.0, 100.0]))
+    assert per_unit.shape == (2, 2) and per_unit[1, 1] > per_unit[1, 0]
+    # Fed to a layer step by step, zero surprisal freezes the state (keep = 1).
+    layer = rnnreg.LSTM(I, H).train()
+    x = torch.randn(1, 2, I)
+    state = (torch.randn(1, 2, H), torch.randn(1, 2, H))
+    keep = rnnreg.regularizers.surprisal_keep(torch.zeros(1, 2))  # (T=1, B, 1)
+    out, new_state = layer(x, state, zoneout_keep=keep)
+    torch.testing.assert_close(new_state[0], state[0])
+    torch.testing.assert_close(new_state[1], state[1])
+    with pytest.raises(ValueError, match="temperature"):
+        rnnreg.regularizers.surprisal_keep(s, 0.0)

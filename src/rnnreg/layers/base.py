@@ -30,6 +30,9 @@ from .stepwise import StepOptions, stepwise_layer
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 IMPLEMENTATIONS = ("auto", "fused", "stepwise", "reference")
+# Options that only one cell understands; anything else refuses them rather than ignoring them.
+CELL_OPTIONS = {"lstm": ("zoneout_c_p", "peepholes", "forget_bias"),
+                "rnn": ("nonlinearity", "trec_threshold", "recurrent_init")}
 
 
 def _choice(name: str, value: str, allowed: Sequence[str]) -> str:
@@ -76,6 +79,12 @@ class RecurrentBase(nn.Module):
                  recurrent_init: str = "default", implementation: str = "auto",
                  mc_dropout: bool = False) -> None:
         super().__init__()
+        given = locals()
+        defaults = inspect.signature(RecurrentBase.__init__).parameters
+        for owner, names in CELL_OPTIONS.items():
+            for name in names:
+                if cell != owner and given[name] != defaults[name].default:
+                    raise TypeError(f"{name} applies to rnnreg.{owner.upper()} only, not to {cell.upper()}")
         self.cell = cell
         self.input_size = _positive_int("input_size", input_size)
         self.hidden_size = _positive_int("hidden_size", hidden_size)

@@ -7,6 +7,7 @@ unless MC dropout is switched on (``mc_dropout=True``, see :mod:`.monte_carlo`).
 from .embedding_dropout import Embedding, embedding_dropout
 from .locked_dropout import LockedDropout, locked_dropout
 from .monte_carlo import is_stochastic, mc_dropout, mc_predict, set_mc_dropout
+from .surprisal_zoneout import surprisal, surprisal_keep
 from .weight_drop import WeightDrop, drop_weight
 from .weight_noise import WeightNoise, add_weight_noise
 
@@ -23,4 +24,6 @@ __all__ = [
     "mc_dropout",
     "mc_predict",
     "set_mc_dropout",
+    "surprisal",
+    "surprisal_keep",
 ]
