@@ -26,6 +26,7 @@ __all__ = ["fast_available", "lstm_fast", "gru_fast", "rnn_fast"]
 logger = logging.getLogger(__name__)
 
 _SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "stepwise.cpp"
+_MASKS_SOURCE = _SOURCE.with_name("masks.cpp")  # counter-based dropout / zoneout masks
 _EXT_NAME = "rnnreg_stepwise"
 _lock = threading.Lock()
 _state: dict[str, bool] = {}
@@ -41,7 +42,7 @@ def _build() -> None:
 
     load(
         name=_EXT_NAME,
-        sources=[str(_SOURCE)],
+        sources=[str(_SOURCE), str(_MASKS_SOURCE)],
         # -fno-trapping-math lets the compiler if-convert (and so vectorize) the pointwise loops;
         # no -march=native: the build cache may be shared between machines (AVX2 is picked at
         # run time inside the kernel). -fopenmp: at::parallel_for is OpenMP-based in its headers.
@@ -279,3 +280,28 @@ def rnn_fast(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | N
     if _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh):
         return _RNNFunction.apply(*args, *masks, act, float(threshold))
     return ops.rnn_fwd(*args, *masks, act, float(threshold), False)[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# Masks (csrc/masks.cpp). Each draws ONE 64-bit seed from torch's default CPU generator, so
+# torch.manual_seed reproduces them; the mask is then a pure function of the seed and the index.
+
+
+def _seed() -> int:
+    return int(torch.randint(-2**63, 2**63 - 1, (1,), dtype=torch.int64).item())
+
+
+def fast_dropout_mask(shape: tuple[int, ...] | torch.Size, p: float, like: Tensor) -> Tensor:
+    """Entries 0 with probability p, else 1/(1-p), in like's dtype (CPU float32 / float64)."""
+    return _ops().dropout_mask(list(shape), float(p), _seed(), like.dtype)
+
+
+def fast_keep_mask(prob: Tensor) -> Tensor:
+    """0/1 in prob's dtype and shape, 1 with the per-element probability prob (CPU float32/64)."""
+    return _ops().keep_mask(prob.detach(), _seed())
+
+
+def fast_keep_mask_const(shape: tuple[int, ...] | torch.Size, prob: float, like: Tensor) -> Tensor:
+    """0/1 in like's dtype, 1 with probability prob; equal to fast_keep_mask(full(shape, prob))
+    for the same generator state."""
+    return _ops().keep_mask_const(list(shape), float(prob), _seed(), like.dtype)

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from ..kernels import pick_kernel
-from ..regularizers.masks import bernoulli_keep, dropout_mask
+from ..regularizers.masks import bernoulli_keep, dropout_mask, keep_mask
 from .sequences import reverse_time
 
 
@@ -39,13 +39,13 @@ def _keep(rate: float, signal: Tensor | None, shape: tuple[int, int, int], valid
     (surprisal-driven zoneout, Rocki 2016), and exactly 1 on padded steps so the state is frozen."""
     if signal is not None:
         prob = signal.to(like.dtype).expand(shape)
+        keep = bernoulli_keep(prob) if stochastic else prob
     elif rate > 0.0:
-        prob = like.new_full(shape, rate)
+        keep = keep_mask(shape, rate, like) if stochastic else like.new_full(shape, rate)
     elif valid is None:
         return None
     else:
-        prob = like.new_zeros(shape)
-    keep = bernoulli_keep(prob) if stochastic and (signal is not None or rate > 0.0) else prob
+        keep = like.new_zeros(shape)
     if valid is not None:
         keep = torch.where(valid[:, :, None], keep, torch.ones_like(keep))
     return keep

@@ -1,0 +1,264 @@
+"""The counter-based mask generator (csrc/masks.cpp) behind regularizers/masks.py, and its fallback.
+
+Every statistical bound is ~5 standard deviations; the tests seed torch, so they are deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from rnnreg.kernels import fast
+from rnnreg.regularizers.masks import bernoulli_keep, dropout_mask, keep_mask
+
+needs_fast = pytest.mark.skipif(not fast.fast_available(), reason="C++ extension unavailable")
+DTYPES = [torch.float32, torch.float64]
+N_ROWS, N_COLS = 2000, 2000  # 4M elements
+
+
+@pytest.fixture
+def threads():
+    """Restore torch's thread count after a test changes it."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def corr(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double().flatten(), b.double().flatten()
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).sum() / (a.norm() * b.norm()))
+
+
+def sigmas(n: int) -> float:
+    return 5.0 / math.sqrt(n)  # 5 standard deviations of a correlation of n independent pairs
+
+
+def check_rate(mask: torch.Tensor, p_keep: float) -> None:
+    n = mask.numel()
+    kept = float((mask != 0).double().mean())
+    assert abs(kept - p_keep) <= 5.0 * math.sqrt(p_keep * (1.0 - p_keep) / n), (kept, p_keep)
+
+
+# ------------------------------------------------------------------------------------------------
+# Distribution
+
+
+@needs_fast
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_dropout_rate_and_scale(p, dtype):
+    torch.manual_seed(0)
+    like = torch.zeros(1, dtype=dtype)
+    mask = dropout_mask((N_ROWS, N_COLS), p, like)
+    assert mask.dtype == dtype and mask.shape == (N_ROWS, N_COLS)
+    scale = torch.ones((), dtype=dtype).div_(1.0 - p)  # the fallback's value, bit for bit
+    assert bool(((mask == 0) | (mask == scale)).all())
+    check_rate(mask, 1.0 - p)
+    assert abs(float(mask.double().mean()) - 1.0) < 5.0 * math.sqrt(p / (1 - p) / mask.numel())
+
+
+@needs_fast
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_keep_mask_rate(p, dtype):
+    torch.manual_seed(1)
+    like = torch.zeros(1, dtype=dtype)
+    mask = keep_mask((N_ROWS, N_COLS), p, like)
+    assert mask.dtype == dtype and bool(((mask == 0) | (mask == 1)).all())
+    check_rate(mask, p)
+    check_rate(bernoulli_keep(like.new_full((N_ROWS, N_COLS), p)), p)
+
+
+@needs_fast
+def test_no_correlation():
+    torch.manual_seed(2)
+    like = torch.zeros(1)
+    a = dropout_mask((N_ROWS, N_COLS), 0.5, like)
+    b = dropout_mask((N_ROWS, N_COLS), 0.5, like)  # the next call
+    flat = a.flatten()
+    for lag in (1, 2, 3, 8, 64, 1000):  # neighbours in memory
+        assert abs(corr(flat[:-lag], flat[lag:])) < sigmas(flat.numel() - lag), lag
+    assert abs(corr(a[:-1], a[1:])) < sigmas(a[1:].numel())  # consecutive rows
+    assert abs(corr(a[:, :-1], a[:, 1:])) < sigmas(a[:, 1:].numel())  # consecutive columns
+    assert abs(corr(a, b)) < sigmas(a.numel())  # consecutive calls
+    # Seeds 0 and 1 (the op's seed is whitened before use), and a scaled index pattern.
+    ops = torch.ops.rnnreg_fast
+    s0 = ops.dropout_mask([N_ROWS * N_COLS], 0.5, 0, torch.float32)
+    s1 = ops.dropout_mask([N_ROWS * N_COLS], 0.5, 1, torch.float32)
+    assert abs(corr(s0, s1)) < sigmas(s0.numel())
+    assert abs(corr(s0[::2], s0[1::2])) < sigmas(s0.numel() // 2)
+
+
+@needs_fast
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bits_are_balanced(dtype):
+    """Thresholds at dyadic probabilities read single hash bits: each must be ~fair."""
+    ops = torch.ops.rnnreg_fast
+    n = 1 << 22
+    for k in range(1, 9):
+        prob = 1.0 - 2.0 ** -k
+        check_rate(ops.keep_mask_const([n], prob, 12345, dtype), prob)
+
+
+# ------------------------------------------------------------------------------------------------
+# Reproducibility and determinism
+
+
+@needs_fast
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_seeded_and_fresh(dtype):
+    like = torch.zeros(1, dtype=dtype)
+    prob = torch.rand(50, 40, dtype=dtype)
+    torch.manual_seed(7)
+    a = (dropout_mask((50, 40), 0.3, like), keep_mask((50, 40), 0.3, like), bernoulli_keep(prob))
+    c = (dropout_mask((50, 40), 0.3, like), keep_mask((50, 40), 0.3, like), bernoulli_keep(prob))
+    torch.manual_seed(7)
+    b = (dropout_mask((50, 40), 0.3, like), keep_mask((50, 40), 0.3, like), bernoulli_keep(prob))
+    for x, y, z in zip(a, b, c):
+        assert torch.equal(x, y)
+        assert not torch.equal(x, z)
+
+
+@needs_fast
+def test_one_generator_draw_per_mask():
+    """Masks advance torch's generator by one draw, whatever their size."""
+    like = torch.zeros(1)
+    torch.manual_seed(3)
+    dropout_mask((1000, 1000), 0.5, like)
+    after_mask = torch.rand(4)
+    torch.manual_seed(3)
+    dropout_mask((3,), 0.5, like)
+    assert torch.equal(torch.rand(4), after_mask)
+
+
+@needs_fast
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_same_for_any_thread_count(dtype, threads):
+    ops = torch.ops.rnnreg_fast
+    prob = torch.rand(35, 20, 650, dtype=dtype)
+    out = []
+    for n in (1, 2):
+        torch.set_num_threads(n)
+        out.append((ops.dropout_mask([2600, 650], 0.4, 99, dtype),
+                    ops.keep_mask_const([35, 20, 650], 0.2, 99, dtype),
+                    ops.keep_mask(prob, 99)))
+    for x, y in zip(*out):
+        assert torch.equal(x, y)
+    # A pure function of (seed, index): a small mask is the prefix of a large one.
+    big = ops.dropout_mask([100_003], 0.4, 5, dtype)
+    for n in (1, 7, 8, 9, 1000, 40_000):  # vector body and scalar tails
+        assert torch.equal(ops.dropout_mask([n], 0.4, 5, dtype), big[:n])
+
+
+def _reference_bits(seed: int, n: int) -> torch.Tensor:
+    """csrc/masks.cpp's hash written out in int64 arithmetic (a spec check of the vector code)."""
+    m32, m64 = 0xFFFFFFFF, (1 << 64) - 1
+    z = (seed + 0x9E3779B97F4A7C15) & m64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m64
+    z ^= z >> 31
+    k0, k1 = z & m32, z >> 32
+
+    def mul(x, c):  # (x * c) mod 2^32 without overflowing int64
+        return (x * (c & 0xFFFF) + (((x * (c >> 16)) & 0xFFFF) << 16)) & m32
+
+    def mix(x):
+        x = mul(x ^ (x >> 16), 0x7FEB352D)
+        x = mul(x ^ (x >> 15), 0x846CA68B)
+        return x ^ (x >> 16)
+
+    return mix(mix(torch.arange(n, dtype=torch.int64) ^ k0) ^ k1)
+
+
+@needs_fast
+def test_matches_the_documented_hash():
+    seed, n = -1234567890123, 1003
+    bits = _reference_bits(seed, n)
+    ops = torch.ops.rnnreg_fast
+    # float64: u = bits * 2^-32; float32: u = (bits >> 8) * 2^-24; keep iff u < prob.
+    prob64 = torch.rand(n, dtype=torch.float64)
+    want64 = (bits.double() * 2.0 ** -32 < prob64).double()
+    assert torch.equal(ops.keep_mask(prob64, seed), want64)
+    prob32 = prob64.float()
+    want32 = ((bits >> 8).float() * 2.0 ** -24 < prob32).float()
+    assert torch.equal(ops.keep_mask(prob32, seed), want32)
+    for dtype, want in ((torch.float64, bits.double() * 2.0 ** -32 >= 0.3),
+                        (torch.float32, (bits >> 8).float() * 2.0 ** -24 >= torch.tensor(0.3))):
+        got = ops.dropout_mask([n], 0.3, seed, dtype)
+        assert torch.equal(got != 0, want)
+
+
+@needs_fast
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_constant_and_tensor_prob_agree(dtype):
+    """keep_mask(shape, p) is bernoulli_keep(full(shape, p)), and dropout is its complement."""
+    ops = torch.ops.rnnreg_fast
+    for p in (0.0, 1e-9, 0.1, 1 / 3, 0.5, 0.999999):
+        const = ops.keep_mask_const([5000], p, 11, dtype)
+        assert torch.equal(const, ops.keep_mask(torch.full((5000,), p, dtype=dtype), 11))
+        assert torch.equal(ops.dropout_mask([5000], p, 11, dtype) != 0, const == 0)
+
+
+# ------------------------------------------------------------------------------------------------
+# Shapes and per-element probabilities
+
+
+@needs_fast
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(0,), (3, 0, 5), (1,), (), (1, 1, 1)])
+def test_small_and_empty_shapes(shape, dtype):
+    like = torch.zeros(1, dtype=dtype)
+    for mask in (dropout_mask(shape, 0.5, like), keep_mask(shape, 0.5, like),
+                 bernoulli_keep(torch.full(shape, 0.5, dtype=dtype))):
+        assert mask.shape == torch.Size(shape) and mask.dtype == dtype
+    assert bool((keep_mask(shape, 0.0, like) == 0).all())
+    assert bool((dropout_mask(shape, 0.0, like) == 1).all())
+
+
+@needs_fast
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_keep_with_probability_tensor(dtype):
+    torch.manual_seed(4)
+    n = 1 << 20
+    assert bool((bernoulli_keep(torch.zeros(n, dtype=dtype)) == 0).all())
+    assert bool((bernoulli_keep(torch.ones(n, dtype=dtype)) == 1).all())
+    probs = (0.0, 0.05, 0.5, 0.95, 1.0)
+    chosen = torch.tensor(probs, dtype=dtype).repeat_interleave(n)
+    chosen = chosen[torch.randperm(chosen.numel())]  # mixed, shuffled
+    mask = bernoulli_keep(chosen.view(-1, 1024)).flatten()
+    for p in probs:
+        check_rate(mask[chosen == p], p)
+    # Broadcast (expanded) and grad-requiring probabilities, as surprisal zoneout passes them.
+    per_step = torch.rand(35, 20, 1, dtype=dtype, requires_grad=True)
+    keep = bernoulli_keep(per_step.expand(35, 20, 650))
+    assert keep.shape == (35, 20, 650) and not keep.requires_grad
+    # Rows with a high keep probability keep more.
+    rows = keep.mean(-1)
+    assert corr(rows, per_step.detach().squeeze(-1)) > 0.9
+
+
+# ------------------------------------------------------------------------------------------------
+# Fallback (torch.rand): same semantics and distribution
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fallback_same_distribution(dtype, monkeypatch):
+    monkeypatch.setattr(fast, "fast_available", lambda: False)
+    like = torch.zeros(1, dtype=dtype)
+    torch.manual_seed(6)
+    mask = dropout_mask((1000, 1000), 0.3, like)
+    torch.manual_seed(6)
+    assert torch.equal(mask, (torch.rand(1000, 1000, dtype=dtype) >= 0.3).to(dtype).div_(0.7))
+    check_rate(mask, 0.7)
+    assert set(mask.unique().tolist()) == {0.0, float(torch.ones((), dtype=dtype).div_(0.7))}
+    check_rate(keep_mask((1000, 1000), 0.2, like), 0.2)
+    prob = torch.tensor([0.0, 1.0], dtype=dtype).repeat_interleave(500)
+    assert torch.equal(bernoulli_keep(prob), prob)
+    # Devices / dtypes the extension does not serve always take this path.
+    monkeypatch.undo()
+    half = dropout_mask((1000, 1000), 0.3, torch.zeros(1, dtype=torch.bfloat16))
+    assert half.dtype == torch.bfloat16
+    check_rate(half, 0.7)
