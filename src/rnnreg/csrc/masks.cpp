@@ -14,35 +14,25 @@
 // keep_mask_const(p) == keep_mask(full(p)) and dropout_mask(p) is its complement, scaled. Constant
 // rates become one exact integer threshold on the 32 hash bits.
 
-#include <ATen/ATen.h>
-#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/full.h>
 #include <torch/library.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 
-#if defined(__GNUC__)
-#define RM_INLINE inline __attribute__((always_inline))
-#else
-#define RM_INLINE inline
-#endif
+#include "dispatch.h"
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#define RM_X86 1
-#define RM_AVX2 __attribute__((target("avx2")))
-#else
-#define RM_X86 0
-#endif
-
-namespace rnnreg_fast_masks {
+namespace rnnreg_fast {
 namespace {
 
 using at::Tensor;
 
 // A low-bias 32-bit integer hash (xorshift-multiply, bijective). One round mixes well; two keyed
 // rounds make streams for different seeds unrelated.
-RM_INLINE uint32_t mix32(uint32_t x) {
+RR_INLINE uint32_t mix32(uint32_t x) {
   x ^= x >> 16;
   x *= 0x7feb352dU;
   x ^= x >> 15;
@@ -66,14 +56,14 @@ Key make_key(int64_t seed) {
 
 // The vector loops run on 32-bit lanes, so the high half of a 64-bit index goes into the key
 // (constant over each 2^32-element segment; zero for every realistic mask).
-RM_INLINE uint32_t segment_key(const Key& key, int64_t i) {
+RR_INLINE uint32_t segment_key(const Key& key, int64_t i) {
   return key.k1 + static_cast<uint32_t>(static_cast<uint64_t>(i) >> 32) * 0x9E3779B9U;
 }
 
-RM_INLINE uint32_t bits(uint32_t lo, uint32_t k0, uint32_t k1) { return mix32(mix32(lo ^ k0) ^ k1); }
+RR_INLINE uint32_t bits(uint32_t lo, uint32_t k0, uint32_t k1) { return mix32(mix32(lo ^ k0) ^ k1); }
 
 // End of the segment (constant high index half) that starts at s, clipped to e.
-RM_INLINE int64_t segment_end(int64_t s, int64_t e) {
+RR_INLINE int64_t segment_end(int64_t s, int64_t e) {
   return std::min<int64_t>(e, ((s >> 32) + 1) << 32);
 }
 
@@ -94,7 +84,7 @@ struct ProbP {  // out = u < prob ? 1 : 0
 
 // Plain loops, no lambdas: a lambda body would not inherit the AVX2 target of run_avx2.
 template <typename T>
-RM_INLINE void kernel(const ThresholdP<T>& p, int64_t b, int64_t e) {
+RR_INLINE void threshold_k(const ThresholdP<T>& p, int64_t b, int64_t e) {
   for (int64_t s = b, stop; s < e; s = stop) {
     stop = segment_end(s, e);
     const uint32_t lo0 = static_cast<uint32_t>(s), k0 = p.key.k0, k1 = segment_key(p.key, s);
@@ -107,7 +97,7 @@ RM_INLINE void kernel(const ThresholdP<T>& p, int64_t b, int64_t e) {
 }
 
 // Both compare exactly: r < prob * 2^24 <=> r * 2^-24 < prob (scaling by 2^k is exact).
-RM_INLINE void kernel(const ProbP<float>& p, int64_t b, int64_t e) {
+RR_INLINE void prob_k(const ProbP<float>& p, int64_t b, int64_t e) {
   for (int64_t s = b, stop; s < e; s = stop) {
     stop = segment_end(s, e);
     const uint32_t lo0 = static_cast<uint32_t>(s), k0 = p.key.k0, k1 = segment_key(p.key, s);
@@ -121,7 +111,7 @@ RM_INLINE void kernel(const ProbP<float>& p, int64_t b, int64_t e) {
   }
 }
 
-RM_INLINE void kernel(const ProbP<double>& p, int64_t b, int64_t e) {
+RR_INLINE void prob_k(const ProbP<double>& p, int64_t b, int64_t e) {
   for (int64_t s = b, stop; s < e; s = stop) {
     stop = segment_end(s, e);
     const uint32_t lo0 = static_cast<uint32_t>(s), k0 = p.key.k0, k1 = segment_key(p.key, s);
@@ -137,32 +127,14 @@ RM_INLINE void kernel(const ProbP<double>& p, int64_t b, int64_t e) {
   }
 }
 
-template <typename P>
-void run_base(const P& p, int64_t b, int64_t e) { kernel(p, b, e); }
-
-#if RM_X86
-template <typename P>
-RM_AVX2 void run_avx2(const P& p, int64_t b, int64_t e) { kernel(p, b, e); }
-
-bool cpu_has_avx2() {
-  static const bool has = __builtin_cpu_supports("avx2");
-  return has;
-}
-#endif
+// The AVX2 clone for double too: the time goes into the integer hash, not into the double compare.
+template <typename T>
+using ThresholdK = Kernel<T, ThresholdP<T>, &threshold_k<T>, true>;
+template <typename T>
+using ProbK = Kernel<T, ProbP<T>, &prob_k, true>;
 
 // ~1.4 ns per element: below this a mask stays on one thread (a parallel region costs microseconds).
-constexpr int64_t kGrain = 1 << 15;
-
-template <typename P>
-void run(const P& p, int64_t n) {
-#if RM_X86
-  if (cpu_has_avx2()) {
-    at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) { run_avx2(p, b, e); });
-    return;
-  }
-#endif
-  at::parallel_for(0, n, kGrain, [&](int64_t b, int64_t e) { run_base(p, b, e); });
-}
+constexpr int64_t kMaskGrain = 1 << 15;
 
 void check_dtype(at::ScalarType dtype) {
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble,
@@ -188,8 +160,9 @@ Tensor threshold_mask(at::IntArrayRef shape, uint64_t t, T below, T above, int64
   if (t == 0) return at::full(shape, above, at::TensorOptions().dtype(dtype));
   if (t >> 32) return at::full(shape, below, at::TensorOptions().dtype(dtype));
   Tensor out = at::empty(shape, at::TensorOptions().dtype(dtype));
-  run(ThresholdP<T>{out.data_ptr<T>(), make_key(seed), static_cast<uint32_t>(t), below, above},
-      out.numel());
+  run_pointwise<ThresholdK<T>>(
+      ThresholdP<T>{out.data_ptr<T>(), make_key(seed), static_cast<uint32_t>(t), below, above},
+      out.numel(), kMaskGrain);
   return out;
 }
 
@@ -216,19 +189,24 @@ Tensor keep_mask(const Tensor& prob, int64_t seed) {
   Tensor out = at::empty(q.sizes(), q.options());
   if (out.numel() == 0) return out;
   if (q.scalar_type() == at::kFloat)
-    run(ProbP<float>{q.data_ptr<float>(), out.data_ptr<float>(), make_key(seed)}, out.numel());
+    run_pointwise<ProbK<float>>(
+        ProbP<float>{q.data_ptr<float>(), out.data_ptr<float>(), make_key(seed)}, out.numel(),
+        kMaskGrain);
   else
-    run(ProbP<double>{q.data_ptr<double>(), out.data_ptr<double>(), make_key(seed)}, out.numel());
+    run_pointwise<ProbK<double>>(
+        ProbP<double>{q.data_ptr<double>(), out.data_ptr<double>(), make_key(seed)}, out.numel(),
+        kMaskGrain);
   return out;
 }
 
 }  // namespace
-}  // namespace rnnreg_fast_masks
+}  // namespace rnnreg_fast
 
+// A fragment, as in lstm.cpp, gru.cpp and rnn.cpp: each file registers its own ops.
 TORCH_LIBRARY_FRAGMENT(rnnreg_fast, m) {
   m.def("dropout_mask(int[] shape, float p, int seed, ScalarType dtype) -> Tensor",
-        &rnnreg_fast_masks::dropout_mask);
-  m.def("keep_mask(Tensor prob, int seed) -> Tensor", &rnnreg_fast_masks::keep_mask);
+        &rnnreg_fast::dropout_mask);
+  m.def("keep_mask(Tensor prob, int seed) -> Tensor", &rnnreg_fast::keep_mask);
   m.def("keep_mask_const(int[] shape, float prob, int seed, ScalarType dtype) -> Tensor",
-        &rnnreg_fast_masks::keep_mask_const);
+        &rnnreg_fast::keep_mask_const);
 }

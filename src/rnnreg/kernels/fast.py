@@ -1,9 +1,10 @@
 """The fast twin of ``kernels/reference.py``: a C++ CPU kernel with a hand-written backward.
 
-The kernel (``csrc/stepwise.cpp``) is compiled by ``torch.utils.cpp_extension.load`` on first use
-and cached in torch's extension directory (``TORCH_EXTENSIONS_DIR``, default
-``~/.cache/torch_extensions``). ``fast_available()`` reports whether that worked; when it did not,
-callers use the reference recurrences instead.
+The kernel (``csrc/``: ``lstm.cpp``, ``gru.cpp``, ``rnn.cpp``, ``masks.cpp`` and their shared
+headers) is compiled by ``torch.utils.cpp_extension.load`` on first use and cached in torch's
+extension directory (``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``).
+``fast_available()`` reports whether that worked; when it did not, callers use the reference
+recurrences instead.
 
 ``lstm_fast``, ``gru_fast`` and ``rnn_fast`` take exactly the arguments of ``lstm_reference``,
 ``gru_reference`` and ``rnn_reference`` and return the same results, with gradients for the input,
@@ -25,13 +26,12 @@ __all__ = ["fast_available", "lstm_fast", "gru_fast", "rnn_fast"]
 
 logger = logging.getLogger(__name__)
 
-_SOURCE = Path(__file__).resolve().parent.parent / "csrc" / "stepwise.cpp"
-_MASKS_SOURCE = _SOURCE.with_name("masks.cpp")  # counter-based dropout / zoneout masks
+_CSRC = Path(__file__).resolve().parent.parent / "csrc"  # one .cpp per cell, plus masks.cpp
 _EXT_NAME = "rnnreg_stepwise"
 _lock = threading.Lock()
 _state: dict[str, bool] = {}
 
-# Bits of the backward ops' `needs` argument (csrc/stepwise.cpp, enum Need).
+# Bits of the backward ops' `needs` argument (csrc/recurrence.h, enum Need).
 _X, _H0, _C0, _WIH, _WHH, _BIH, _BHH, _PEEP = 1, 2, 4, 8, 16, 32, 64, 128
 
 _ACTIVATIONS = {"tanh": 0, "relu": 1, "trec": 2}
@@ -42,7 +42,7 @@ def _build() -> None:
 
     load(
         name=_EXT_NAME,
-        sources=[str(_SOURCE), str(_MASKS_SOURCE)],
+        sources=sorted(str(p) for p in _CSRC.glob("*.cpp")),  # sorted: a stable build order
         # -fno-trapping-math lets the compiler if-convert (and so vectorize) the pointwise loops;
         # no -march=native: the build cache may be shared between machines (AVX2 is picked at
         # run time inside the kernel). -fopenmp: at::parallel_for is OpenMP-based in its headers.

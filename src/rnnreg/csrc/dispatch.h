@@ -1,0 +1,73 @@
+// Running a pointwise kernel over a flat range: the ISA clone is picked at run time and the range
+// is split across threads with at::parallel_for. Shared by the recurrences and the masks.
+//
+// Why clones instead of -march=native: the build cache (~/.cache/torch_extensions) may be shared
+// between machines, so the baseline build must run anywhere; the AVX2+FMA copy of each kernel is
+// compiled beside it and chosen once per process.
+#pragma once
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+#include "compiler.h"
+
+namespace rnnreg_fast {
+namespace {  // internal linkage, see compiler.h
+
+// A kernel instantiation as a type: run_base / run_avx2 below are templates on it, so each clone
+// gets its own copy of the kernel body with everything inlined into it (a function pointer passed
+// at run time, or a lambda, would be compiled once, for the baseline ISA). T is the scalar, P the
+// parameter struct, F the kernel, over the flat range [b, e). AVX2: whether the clone is worth
+// having; by default float only, since the double kernels spend their time in libm calls that the
+// clone cannot vectorize.
+template <typename TT, typename PP, void (*F)(const PP&, int64_t, int64_t),
+          bool AVX2 = std::is_same<TT, float>::value>
+struct Kernel {
+  using T = TT;
+  using P = PP;
+  static constexpr bool avx2 = AVX2;
+  static RR_INLINE void run(const P& p, int64_t b, int64_t e) { F(p, b, e); }
+};
+
+template <typename K>
+void run_base(const typename K::P& p, int64_t b, int64_t e) { K::run(p, b, e); }
+
+#if RR_X86
+template <typename K>
+RR_AVX2 void run_avx2(const typename K::P& p, int64_t b, int64_t e) { K::run(p, b, e); }
+
+inline bool cpu_has_avx2_fma() {
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return has;
+}
+#endif
+
+// Below `grain` elements the range stays on one thread: a parallel region costs microseconds, so
+// each caller sets its grain from its own per-element cost.
+template <typename K>
+void run_pointwise(const typename K::P& p, int64_t n, int64_t grain) {
+#if RR_X86
+  if constexpr (K::avx2) {
+    if (cpu_has_avx2_fma()) {
+      at::parallel_for(0, n, grain, [&](int64_t b, int64_t e) { run_avx2<K>(p, b, e); });
+      return;
+    }
+  }
+#endif
+  at::parallel_for(0, n, grain, [&](int64_t b, int64_t e) { run_base<K>(p, b, e); });
+}
+
+}  // namespace
+}  // namespace rnnreg_fast
+
+// The recurrence kernels walk the flat range [begin, end) of a (rows, H) array row by row: row b
+// covers columns [j0, j1). A parallel_for chunk may start and end mid-row. (A macro over plain
+// loops, not a lambda, so the AVX2 clones inline everything.)
+#define RR_ROWS(begin, end, H)                                      \
+  for (int64_t b = (begin) / (H); b * (H) < (end); ++b)             \
+    if (const int64_t j0 = std::max<int64_t>((begin) - b * (H), 0), \
+        j1 = std::min<int64_t>((end) - b * (H), (H));               \
+        j0 < j1)
