@@ -12,6 +12,7 @@ registered weights change), so no RNN-specific code is needed.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,7 +43,7 @@ def _check_names(module: nn.Module, weights: str | Sequence[str]) -> tuple[str, 
     return names
 
 
-class _ReparametrizedWrapper(nn.Module):
+class _ReparametrizedWrapper(nn.Module, abc.ABC):
     """Base: call ``self.module`` with ``self.transform(name, raw)`` in place of each named weight.
 
     The raw parameters stay registered under their normal names in ``self.module``, so the state
@@ -61,13 +62,13 @@ class _ReparametrizedWrapper(nn.Module):
         self.weights = _check_names(module, weights)
         self.mc_dropout = bool(mc_dropout)
 
+    @abc.abstractmethod
     def transform(self, name: str, weight: Tensor) -> Tensor:
         """The tensor used in place of ``weight`` (same shape) for one forward call."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def is_active(self) -> bool:
         """False when the regularizer is switched off by its rate (then forward is the identity)."""
-        raise NotImplementedError
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         if not (is_stochastic(self) and self.is_active()):
