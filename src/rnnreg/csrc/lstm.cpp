@@ -329,9 +329,7 @@ std::vector<Tensor> lstm_bwd(const OptT& dhs, const OptT& dcs, const Tensor& x, 
 }  // namespace
 }  // namespace rnnreg_fast
 
-// A fragment, as in gru.cpp, rnn.cpp and masks.cpp: each file registers its own ops. (torch
-// allows one TORCH_LIBRARY per namespace; no file here owns it more than another, and fragments
-// need none.)
+// Registered as a fragment, like every file here (see recurrence.h).
 TORCH_LIBRARY_FRAGMENT(rnnreg_fast, m) {
   m.def(
       "lstm_fwd(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "

@@ -202,7 +202,7 @@ Tensor keep_mask(const Tensor& prob, int64_t seed) {
 }  // namespace
 }  // namespace rnnreg_fast
 
-// A fragment, as in lstm.cpp, gru.cpp and rnn.cpp: each file registers its own ops.
+// Registered as a fragment, like every file here (see recurrence.h).
 TORCH_LIBRARY_FRAGMENT(rnnreg_fast, m) {
   m.def("dropout_mask(int[] shape, float p, int seed, ScalarType dtype) -> Tensor",
         &rnnreg_fast::dropout_mask);

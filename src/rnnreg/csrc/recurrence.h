@@ -17,6 +17,10 @@
 // Absent optional operands are replaced by neutral rows (zeros for zoneout and peepholes, ones for
 // masks, see Neutral) with a zero row stride, so one vectorizable loop serves every combination of
 // options.
+//
+// Op registration: every .cpp here registers its own ops with TORCH_LIBRARY_FRAGMENT(rnnreg_fast),
+// beside the code they run. torch allows a single TORCH_LIBRARY per namespace and fragments need
+// none, so no file owns the namespace more than another.
 #pragma once
 
 // Per-operator headers rather than <ATen/ATen.h>: the extension's build time is mostly header

@@ -231,9 +231,7 @@ std::vector<Tensor> rnn_bwd(const OptT& dhs, const Tensor& x, const Tensor& h0,
 }  // namespace
 }  // namespace rnnreg_fast
 
-// A fragment, as in lstm.cpp, gru.cpp and masks.cpp: each file registers its own ops. (torch
-// allows one TORCH_LIBRARY per namespace; no file here owns it more than another, and fragments
-// need none.)
+// Registered as a fragment, like every file here (see recurrence.h).
 TORCH_LIBRARY_FRAGMENT(rnnreg_fast, m) {
   m.def(
       "rnn_fwd(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
