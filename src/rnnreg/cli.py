@@ -9,9 +9,21 @@ import time
 EXIT_USAGE = 2
 
 
+def _prepare_extension() -> bool:
+    from .kernels import fast
+
+    print("loading the C++ extension (built once on first use, about 45 s on 2 cores) ...", flush=True)
+    start = time.perf_counter()
+    ready = fast.fast_available()
+    state = "ready" if ready else "unavailable, using the plain-autograd reference"
+    print(f"C++ extension {state} ({time.perf_counter() - start:.1f} s)")
+    return ready
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import BASELINE_MSE, run_demo
 
+    _prepare_extension()
     print(f"adding problem, T={args.seq_len}: LSTM with zoneout (h 0.05, c 0.3), weight drop 0.1 "
           f"and the norm-stabilizer; always answering 1 scores MSE {BASELINE_MSE}")
     start = time.perf_counter()
@@ -25,17 +37,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _kernels(args: argparse.Namespace) -> int:
-    from .kernels import fast
-
-    start = time.perf_counter()
-    ok = fast.fast_available()
-    took = time.perf_counter() - start
-    if ok:
-        print(f"stepwise C++ kernel: ready ({took:.1f} s to build or load)")
-        return 0
-    print("stepwise C++ kernel: unavailable, the plain-autograd reference will be used "
-          "(see the warning above for why)")
-    return 1
+    return 0 if _prepare_extension() else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
