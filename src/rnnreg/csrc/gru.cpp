@@ -75,12 +75,7 @@ RR_INLINE void gru_fwd_k(const GruFwdP<T>& p, int64_t begin, int64_t end) {
         hn[j] = h_n;
       }
     }
-    if (p.hin) {
-      T* hin = p.hin + b * H;
-      const T* rm = p.rm + b * H;
-      RR_IVDEP
-      for (int64_t j = j0; j < j1; ++j) hin[j] = h[j] * rm[j];
-    }
+    if (p.hin) store_masked(p.hin + b * H, h, p.rm + b * H, j0, j1);
   }
 }
 
@@ -257,11 +252,8 @@ std::vector<Tensor> gru_bwd(const OptT& dhs, const Tensor& x, const Tensor& h0,
   if (needs & kWhh) out[3] = grad_w_hh(dgh, hin, h0, hs);
   if (needs & kBih) out[4] = dgx2.sum(0);
   if (needs & kBhh) out[5] = dgh.view({T * B, 3 * H}).sum(0);
-  if (needs & kWih) out[2] = at::mm(dgx2.t(), x.reshape({T * B, x.size(2)}));
-  if (needs & kX) out[0] = at::mm(dgx2, w_ih).view({T, B, x.size(2)});
-  for (auto& o : out)
-    if (!o.defined()) o = at::empty({0}, opt);
-  return out;
+  grad_inputs(dgx2, x, w_ih, needs, out[2], out[0]);
+  return with_empties(std::move(out), opt);
 }
 
 }  // namespace

@@ -86,12 +86,7 @@ RR_INLINE void lstm_fwd_k(const LstmFwdP<T>& p, int64_t begin, int64_t end) {
       }
       if (CN) cn[j] = c_new;
     }
-    if (p.hin) {
-      T* hin = p.hin + b * H;
-      const T* rm = p.rm + b * H;
-      RR_IVDEP
-      for (int64_t j = j0; j < j1; ++j) hin[j] = h[j] * rm[j];
-    }
+    if (p.hin) store_masked(p.hin + b * H, h, p.rm + b * H, j0, j1);
   }
 }
 
@@ -318,12 +313,9 @@ std::vector<Tensor> lstm_bwd(const OptT& dhs, const OptT& dcs, const Tensor& x, 
   if (needs & kC0) out[2] = dc;
   if (needs & kWhh) out[4] = grad_w_hh(dg, hin, h0, hs);
   if (needs & (kBih | kBhh)) out[5] = dg2.sum(0);
-  if (needs & kWih) out[3] = at::mm(dg2.t(), x.reshape({T * B, x.size(2)}));
-  if (needs & kX) out[0] = at::mm(dg2, w_ih).view({T, B, x.size(2)});
+  grad_inputs(dg2, x, w_ih, needs, out[3], out[0]);
   if (want_peep) out[6] = dp.sum(0);
-  for (auto& o : out)
-    if (!o.defined()) o = at::empty({0}, opt);
-  return out;
+  return with_empties(std::move(out), opt);
 }
 
 }  // namespace

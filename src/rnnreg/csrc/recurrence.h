@@ -33,6 +33,10 @@
 
 #include <cstdint>
 #include <optional>
+#include <utility>
+#include <vector>
+
+#include "compiler.h"
 
 namespace rnnreg_fast {
 namespace {  // internal linkage, see compiler.h
@@ -97,6 +101,29 @@ inline Tensor grad_w_hh(const Tensor& dgh, const Tensor& hin, const Tensor& h0, 
               hs.narrow(0, 0, T - 1).reshape({(T - 1) * B, H}));
   }
   return dw;
+}
+
+// The input-side gradients every cell shares, each one GEMM over all steps:
+// dW_ih = sum_t dG_x,t^T x_t and dx = dG_x W_ih. dgx2 is (T*B, G*H).
+inline void grad_inputs(const Tensor& dgx2, const Tensor& x, const Tensor& w_ih, int64_t needs,
+                        Tensor& dw_ih, Tensor& dx) {
+  const int64_t T = x.size(0), B = x.size(1), I = x.size(2);
+  if (needs & kWih) dw_ih = at::mm(dgx2.t(), x.reshape({T * B, I}));
+  if (needs & kX) dx = at::mm(dgx2, w_ih).view({T, B, I});
+}
+
+// The ops return a fixed-length list; a gradient nobody asked for is an empty tensor.
+inline std::vector<Tensor> with_empties(std::vector<Tensor> out, const at::TensorOptions& opt) {
+  for (auto& o : out)
+    if (!o.defined()) o = at::empty({0}, opt);
+  return out;
+}
+
+// h_in = h * rec_mask over one row's [j0, j1): what the next step's recurrent GEMM reads.
+template <typename T>
+RR_INLINE void store_masked(T* hin, const T* h, const T* rm, int64_t j0, int64_t j1) {
+  RR_IVDEP
+  for (int64_t j = j0; j < j1; ++j) hin[j] = h[j] * rm[j];
 }
 
 // Recurrent GEMMs, computed transposed: forward R_t^T = W_hh @ h_in^T (GH, B), backward

@@ -65,12 +65,7 @@ RR_INLINE void rnn_fwd_k(const RnnFwdP<T>& p, int64_t begin, int64_t end) {
       h[j] = lerp_v(a, hp[j], kh[j]);
       if (TRAIN) g[j] = d;
     }
-    if (p.hin) {
-      T* hin = p.hin + b * H;
-      const T* rm = p.rm + b * H;
-      RR_IVDEP
-      for (int64_t j = j0; j < j1; ++j) hin[j] = h[j] * rm[j];
-    }
+    if (p.hin) store_masked(p.hin + b * H, h, p.rm + b * H, j0, j1);
   }
 }
 
@@ -221,11 +216,8 @@ std::vector<Tensor> rnn_bwd(const OptT& dhs, const Tensor& x, const Tensor& h0,
   if (needs & kH0) out[1] = rec ? dhd.addcmul_(rg.as_bh(), *rec_mask) : dhd.add_(rg.as_bh());
   if (needs & kWhh) out[3] = grad_w_hh(dg, hin, h0, hs);
   if (needs & (kBih | kBhh)) out[4] = dg2.sum(0);
-  if (needs & kWih) out[2] = at::mm(dg2.t(), x.reshape({T * B, x.size(2)}));
-  if (needs & kX) out[0] = at::mm(dg2, w_ih).view({T, B, x.size(2)});
-  for (auto& o : out)
-    if (!o.defined()) o = at::empty({0}, opt);
-  return out;
+  grad_inputs(dg2, x, w_ih, needs, out[2], out[0]);
+  return with_empties(std::move(out), opt);
 }
 
 }  // namespace
