@@ -1,0 +1,169 @@
+"""TOML <-> Config: strict typed loading, dotted overrides, presets with ``base`` inheritance.
+
+Strict means a misspelt key is an error that names the nearest valid key, never a silently
+ignored setting, and a value of the wrong type is an error, never a string that looks like a
+number (the PyYAML ``1e-6`` trap: TOML reads it as a float).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import types
+import typing
+from importlib import resources
+from pathlib import Path
+from typing import Any, Sequence
+
+from .schema import Config, ConfigError
+
+PRESET_PACKAGE = "rnnreg.presets"
+
+
+def _nearest(word: str, candidates: Sequence[str], prefix: str = "", label: str = "valid keys") -> str:
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean {prefix + close[0]!r}?)"
+    return f" ({label}: {', '.join(prefix + c for c in candidates)})"
+
+
+def _convert(value: Any, hint: Any, where: str) -> Any:
+    """Check ``value`` against the type ``hint`` and convert lists to tuples and ints to floats."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        return _convert(value, next(a for a in args if a is not type(None)), where)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a table, got {value!r}")
+        return _build(hint, value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        items = args if args and args[-1] is not Ellipsis else (args[0],) * len(value)
+        if len(items) != len(value):
+            raise ConfigError(f"{where} must have {len(items)} entries, got {len(value)}")
+        return tuple(_convert(v, h, f"{where}[{i}]") for i, (v, h) in enumerate(zip(value, items)))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool) and (type(value) is not hint):
+        raise ConfigError(f"{where} must be {hint.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _build(cls: type, table: dict, where: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in table.items():
+        dotted = f"{where}.{key}" if where else key
+        if key not in hints:
+            raise ConfigError(f"unknown key {dotted!r}{_nearest(key, names, f'{where}.' if where else '')}")
+        kwargs[key] = _convert(value, hints[key], dotted)
+    try:
+        return cls(**kwargs)
+    except TypeError as err:
+        raise ConfigError(f"{where or 'config'}: {err}") from None
+
+
+def config_from_dict(table: dict) -> Config:
+    """A Config from a plain nested dict (as read from TOML), strictly checked."""
+    return _build(Config, table)
+
+
+def config_to_dict(config: Config) -> dict:
+    """Plain nested dict of the config (TOML-writable: ``None`` values are left out)."""
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if v is not None}
+        if isinstance(value, (list, tuple)):
+            return [strip(v) for v in value]
+        return value
+    return strip(dataclasses.asdict(config))
+
+
+def _parse_value(text: str) -> Any:
+    """A TOML literal (``0.5``, ``true``, ``[1, 2]``, ``"x"``); anything else is a bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(table: dict, overrides: Sequence[str]) -> dict:
+    """Apply ``section.key=value`` strings to a nested dict (returns a new dict)."""
+    merged = _merge({}, table)
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        parts = key.split(".")
+        if parts[0] not in sections:
+            raise ConfigError(f"unknown key {key!r}{_nearest(parts[0], list(sections))}")
+        node = merged
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a section")
+        node[parts[-1]] = _parse_value(text.strip())
+    return merged
+
+
+def _merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def preset_names() -> list[str]:
+    """Every preset shipped in the package, sorted."""
+    files = resources.files(PRESET_PACKAGE).iterdir()
+    return sorted(f.name[:-5] for f in files if f.name.endswith(".toml"))
+
+
+def preset_text(name: str) -> str:
+    """The TOML source of a shipped preset."""
+    if name not in preset_names():
+        raise ConfigError(f"unknown preset {name!r}{_nearest(name, preset_names(), label='presets')}")
+    return resources.files(PRESET_PACKAGE).joinpath(f"{name}.toml").read_text(encoding="utf-8")
+
+
+def _read_table(source: str, seen: tuple[str, ...] = ()) -> dict:
+    """A preset name or a TOML file, with ``base = "preset"`` resolved recursively."""
+    path = Path(source)
+    if source.endswith(".toml"):
+        if not path.is_file():
+            raise ConfigError(f"config file {source} does not exist")
+        text, label = path.read_text(encoding="utf-8"), str(path)
+    else:
+        text, label = preset_text(source), source
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{label} is not valid TOML: {err}") from None
+    base = table.pop("base", None)
+    if base is None:
+        return table
+    if base in seen:
+        raise ConfigError(f"preset inheritance loops through {base!r}")
+    return _merge(_read_table(base, seen + (label,)), table)
+
+
+def load_config(source: str | None = None, overrides: Sequence[str] = ()) -> Config:
+    """The config named by ``source`` (preset name, or a ``.toml`` file; None: ``quickstart``),
+    with ``section.key=value`` overrides applied. A preset's ``name`` defaults to its file name."""
+    source = source or "quickstart"
+    table = _read_table(source)
+    table.setdefault("name", Path(source).stem if source.endswith(".toml") else source)
+    return config_from_dict(apply_overrides(table, overrides))
+
+
+def dump_config(config: Config) -> str:
+    import tomli_w
+
+    return tomli_w.dumps(config_to_dict(config))

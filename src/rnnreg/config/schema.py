@@ -1,0 +1,232 @@
+"""The one configuration schema: frozen dataclasses, validated when built.
+
+A config is read from a TOML preset (``rnnreg/presets/*.toml``) or a user file, adjusted with
+dotted ``section.key=value`` overrides, and stops at the builders (``rnnreg.build``): modules
+never see it, they take flat named arguments. Field names follow the layers' names
+(``input_p``, ``weight_p``, ...) so one name means one thing from the TOML file to the kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used: unknown key, wrong type, value out of range."""
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _check(obj: object, section: str) -> None:
+    """Ranges shared by every section, by naming convention: ``*_p`` are probabilities in
+    [0, 1) (a rate of 1 would drop everything), sizes and counts are positive."""
+    for f in fields(obj):
+        value, name = getattr(obj, f.name), f"{section}.{f.name}"
+        if f.name.endswith("_p") or f.name in ("dropout", "recurrent_dropout"):
+            _require(0.0 <= value < 1.0, f"{name} must be in [0, 1), got {value}")
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    _require(value in allowed, f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which corpus and how it is cut into training windows (Merity et al. 2017, sec. 4.1)."""
+    dataset: str = "tinyshakespeare"   # a registered name, or a folder with train/valid/test text
+    path: str | None = None            # local folder holding the named dataset's files
+    cache_dir: str | None = None       # where downloads go (default $RNNREG_CACHE or ~/.cache/rnnreg)
+    download: bool = True
+    batch_size: int = 32
+    eval_batch_size: int = 10
+    test_batch_size: int = 1           # AWD-LSTM evaluates the test set with batch size 1
+    bptt: int = 70
+    variable_bptt: bool = True         # base bptt w.p. bptt_p else bptt/2, then N(base, bptt_std)
+    bptt_p: float = 0.95
+    bptt_std: float = 5.0
+    min_bptt: int = 5
+    max_bptt_delta: int = 40
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "eval_batch_size", "test_batch_size", "bptt", "min_bptt"):
+            _require(getattr(self, name) >= 1, f"data.{name} must be >= 1, got {getattr(self, name)}")
+        _require(0.0 <= self.bptt_p <= 1.0, f"data.bptt_p must be in [0, 1], got {self.bptt_p}")
+        _require(self.bptt_std >= 0.0 and self.max_bptt_delta >= 0,
+                 "data.bptt_std and data.max_bptt_delta must be >= 0")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The language model (Zaremba et al. 2014; Merity et al. 2017); see RNNLanguageModel."""
+    cell: str = "lstm"                 # lstm | gru | rnn | irnn
+    embedding_size: int = 400
+    hidden_size: int = 1150
+    num_layers: int = 3
+    hidden_sizes: tuple[int, ...] = ()  # per-layer sizes; empty: hidden_size (last = embedding if tied)
+    tie_weights: bool = False
+    embed_p: float = 0.0               # embedding dropout (AWD --dropoute)
+    input_p: float = 0.0               # locked dropout on the embedding output (--dropouti)
+    hidden_p: float = 0.0              # locked dropout between layers (--dropouth)
+    output_p: float = 0.0              # locked dropout on the last layer's output (--dropout)
+    dropout: float = 0.0               # Zaremba's fresh-mask dropout on non-recurrent connections
+    weight_p: float = 0.0              # weight drop on W_hh (--wdrop)
+    recurrent_dropout: float = 0.0
+    recurrent_dropout_mode: str = "gal"
+    zoneout_h_p: float = 0.0
+    zoneout_c_p: float = 0.0
+    weight_noise_std: float = 0.0
+    peepholes: bool = False
+    forget_bias: float | None = None
+    nonlinearity: str = "tanh"
+    trec_threshold: float = 1.0
+    recurrent_init: str = "default"
+    implementation: str = "auto"
+    init_range: float = 0.1
+    surprisal_zoneout: bool = False    # Rocki 2016: keep probabilities from the last surprisal
+    surprisal_temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check(self, "model")
+        _choice("model.cell", self.cell, ("lstm", "gru", "rnn", "irnn"))
+        _choice("model.recurrent_dropout_mode", self.recurrent_dropout_mode, ("gal", "semeniuta"))
+        _choice("model.nonlinearity", self.nonlinearity, ("tanh", "relu", "trec"))
+        _choice("model.recurrent_init", self.recurrent_init, ("default", "identity"))
+        _choice("model.implementation", self.implementation, ("auto", "fused", "stepwise", "reference"))
+        for name in ("embedding_size", "hidden_size", "num_layers"):
+            _require(getattr(self, name) >= 1, f"model.{name} must be >= 1, got {getattr(self, name)}")
+        _require(not self.hidden_sizes or len(self.hidden_sizes) == self.num_layers,
+                 f"model.hidden_sizes has {len(self.hidden_sizes)} entries for {self.num_layers} layers")
+        _require(all(s >= 1 for s in self.hidden_sizes), "model.hidden_sizes must be positive")
+        _require(self.weight_noise_std >= 0.0, "model.weight_noise_std must be >= 0")
+        _require(self.init_range > 0.0 and self.surprisal_temperature > 0.0,
+                 "model.init_range and model.surprisal_temperature must be > 0")
+
+
+@dataclass(frozen=True)
+class PenaltyConfig:
+    """Loss terms added at the training loop's call site (rnnreg.penalties)."""
+    ar: float = 0.0                    # alpha: AR on the dropped last-layer output
+    tar: float = 0.0                   # beta: TAR on the raw last-layer output
+    norm_stabilizer: float = 0.0       # beta of Krueger & Memisevic 2016
+    norm_stabilizer_cost: str = "norm"
+    norm_stabilizer_on: str = "hidden"  # hidden | cell (LSTM)
+    norm_stabilizer_layers: tuple[int, ...] = ()  # empty: every layer
+    norm_stabilizer_target: float | None = None
+    l1: float = 0.0
+    l2: float = 0.0
+
+    def __post_init__(self) -> None:
+        from ..penalties import NORM_STABILIZER_COSTS
+
+        for name in ("ar", "tar", "norm_stabilizer", "l1", "l2"):
+            _require(getattr(self, name) >= 0.0, f"penalties.{name} must be >= 0, got {getattr(self, name)}")
+        _choice("penalties.norm_stabilizer_cost", self.norm_stabilizer_cost, tuple(NORM_STABILIZER_COSTS))
+        _choice("penalties.norm_stabilizer_on", self.norm_stabilizer_on, ("hidden", "cell"))
+        _require(self.norm_stabilizer_cost != "target" or self.norm_stabilizer_target is not None,
+                 "penalties.norm_stabilizer_cost = 'target' needs penalties.norm_stabilizer_target")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    optimizer: str = "nt_asgd"         # sgd | adam | asgd | nt_asgd
+    lr: float = 30.0
+    momentum: float = 0.0
+    weight_decay: float = 1.2e-6
+    betas: tuple[float, float] = (0.9, 0.999)
+    clip: float = 0.25                 # max gradient norm; 0 turns clipping off
+    nonmono: int = 5                   # NT-ASGD's non-monotone interval n
+    trigger_rule: str = "code"         # code (awd-lstm-lm) | paper (Merity et al. 2017, Alg. 1)
+    schedule: str = "none"             # none | zaremba | plateau
+    decay_factor: float = 0.5
+    decay_start_epoch: int = 4
+    plateau_patience: int = 0
+
+    def __post_init__(self) -> None:
+        _choice("optim.optimizer", self.optimizer, ("sgd", "adam", "asgd", "nt_asgd"))
+        _choice("optim.trigger_rule", self.trigger_rule, ("code", "paper"))
+        _choice("optim.schedule", self.schedule, ("none", "zaremba", "plateau"))
+        _require(self.lr > 0.0, f"optim.lr must be > 0, got {self.lr}")
+        for name in ("momentum", "weight_decay", "clip", "decay_start_epoch", "plateau_patience"):
+            _require(getattr(self, name) >= 0, f"optim.{name} must be >= 0, got {getattr(self, name)}")
+        _require(0.0 < self.decay_factor <= 1.0, f"optim.decay_factor must be in (0, 1], got {self.decay_factor}")
+        _require(self.nonmono >= 1, f"optim.nonmono must be >= 1, got {self.nonmono}")
+        _require(len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas),
+                 f"optim.betas must be two numbers in [0, 1), got {self.betas}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    max_steps: int = 0                 # stop after this many steps (0: no limit)
+    max_minutes: float = 0.0           # stop (and evaluate) after this much training time (0: none)
+    seed: int = 1111
+    device: str = "auto"               # auto | cpu | cuda | cuda:N
+    threads: int = 0                   # torch.set_num_threads (0: torch's default)
+    log_every: int = 50                # steps between metric lines
+    eval_every: int = 0                # steps between validations (0: once per epoch)
+    checkpoint_every: int = 0          # steps between extra checkpoints (0: at validations)
+    patience: int = 0                  # early stopping on validation (0: off)
+    nan_policy: str = "recover"        # recover (restore last good state, lower lr) | stop
+    nan_lr_factor: float = 0.5
+    max_nan_recoveries: int = 3
+    mc_samples: int = 0                # also report MC-dropout validation with this many samples
+    finetune_epochs: int = 0           # AWD-LSTM's finetune stage (averaging from the start)
+    sample_length: int = 300
+    sample_temperature: float = 0.8
+    sample_prime: str = ""
+    tensorboard: bool = False
+    out_dir: str = "runs"
+
+    def __post_init__(self) -> None:
+        _choice("train.nan_policy", self.nan_policy, ("recover", "stop"))
+        _require(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
+        _require(self.log_every >= 1, f"train.log_every must be >= 1, got {self.log_every}")
+        for name in ("max_steps", "max_minutes", "threads", "eval_every", "checkpoint_every", "patience",
+                     "max_nan_recoveries", "mc_samples", "finetune_epochs", "sample_length"):
+            _require(getattr(self, name) >= 0, f"train.{name} must be >= 0, got {getattr(self, name)}")
+        _require(0.0 < self.nan_lr_factor < 1.0, f"train.nan_lr_factor must be in (0, 1), got {self.nan_lr_factor}")
+        _require(self.sample_temperature > 0.0, "train.sample_temperature must be > 0")
+        _require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+                 f"train.device must be auto, cpu, cuda or cuda:N; got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A published number this preset should reproduce."""
+    source: str
+    valid: float | None = None
+    test: float | None = None
+
+
+@dataclass(frozen=True)
+class ExpectConfig:
+    metric: str = "auto"               # ppl | bpc | auto (from the dataset's level)
+    references: tuple[Reference, ...] = ()
+
+    def __post_init__(self) -> None:
+        _choice("expect.metric", self.metric, ("auto", "ppl", "bpc"))
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str = "custom"
+    description: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    penalties: PenaltyConfig = field(default_factory=PenaltyConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    expect: ExpectConfig = field(default_factory=ExpectConfig)
+
+    def __post_init__(self) -> None:
+        _require(bool(self.name) and "/" not in self.name, f"name must be a non-empty word, got {self.name!r}")
+        if self.model.tie_weights and self.model.hidden_sizes:
+            _require(self.model.hidden_sizes[-1] == self.model.embedding_size,
+                     "model.tie_weights needs the last of model.hidden_sizes to equal model.embedding_size")
+        _require(not (self.penalties.norm_stabilizer_on == "cell" and self.model.cell != "lstm"),
+                 "penalties.norm_stabilizer_on = 'cell' needs model.cell = 'lstm'")
+        bad = [i for i in self.penalties.norm_stabilizer_layers if not 0 <= i < self.model.num_layers]
+        _require(not bad, f"penalties.norm_stabilizer_layers {bad} out of range for {self.model.num_layers} layers")

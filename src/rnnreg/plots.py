@@ -1,0 +1,243 @@
+"""PNG plots of a training run (learning curves, schedules, penalties) and of hidden-state norms.
+
+matplotlib is imported inside the functions so ``import rnnreg`` stays light. Figures are drawn
+on matplotlib's Agg canvas directly (``Figure`` + ``FigureCanvasAgg``) rather than through pyplot:
+that renders headless without switching the process-wide backend (which would break a caller's
+interactive session) and leaves no open pyplot figures behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .metrics import METRICS, metric_value, read_metrics
+
+log = logging.getLogger(__name__)
+
+_SMOOTHING = 0.9  # EMA weight for the train curve; step losses of one batch are noisy
+
+
+class RunPlotError(ValueError):
+    """The run directory has nothing to plot (no metrics.jsonl, or no step/eval records)."""
+
+
+def _figure(nrows: int = 1) -> tuple[Any, Any]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8.0, 4.5 if nrows == 1 else 3.0 * nrows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, 1, sharex=True, squeeze=False)[:, 0]
+    return fig, axes
+
+
+def _save(fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def _finite(x: Any) -> float:
+    # None or non-finite (a NaN-recovered step, an overflowed perplexity) -> nan: drawn as a gap.
+    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else math.nan
+
+
+def _ema(values: list[float]) -> list[float]:
+    # Bias-corrected exponential moving average that skips gaps (nan) instead of spreading them.
+    out, avg, weight = [], 0.0, 0.0
+    for v in values:
+        if not math.isnan(v):
+            avg = _SMOOTHING * avg + (1 - _SMOOTHING) * v
+            weight = _SMOOTHING * weight + (1 - _SMOOTHING)
+        out.append(avg / weight if weight else math.nan)
+    return out
+
+
+def _read_config(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "config.toml"
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except tomllib.TOMLDecodeError as err:
+        log.warning("%s: unreadable config, plotting without it (%s)", path, err)
+        return {}
+
+
+def _run_metric(run_dir: Path, config: dict[str, Any], steps: list[dict]) -> str:
+    # The config is what the run was asked to report; the summary and the records are fallbacks.
+    metric = (config.get("expect") or {}).get("metric")
+    summary = run_dir / "summary.json"
+    if metric not in METRICS and summary.exists():
+        try:
+            metric = json.loads(summary.read_text(encoding="utf-8")).get("metric")
+        except ValueError:  # a summary being rewritten right now
+            metric = None
+    if metric in METRICS:
+        return metric
+    return "bpc" if any(r.get("bpc") is not None for r in steps) else "ppl"
+
+
+def _to_metric(loss: Any, metric: str) -> float:
+    loss = _finite(loss)
+    return math.nan if math.isnan(loss) else _finite(metric_value(loss, metric))
+
+
+def _mark_events(ax: Any, events: list[dict]) -> None:
+    events = [e for e in events if isinstance(e.get("step"), (int, float))]
+    for i, event in enumerate(events):
+        ax.axvline(event["step"], color="0.4", linestyle="--", linewidth=0.8,
+                   label="event" if i == 0 else None)
+        ax.annotate(str(event.get("message", ""))[:48], (event["step"], 1.0),
+                    xycoords=("data", "axes fraction"), rotation=90, va="top", ha="right",
+                    fontsize=7, color="0.3")
+
+
+def _plot_curves(records: list[dict], metric: str, name: str, path: Path) -> Path:
+    steps = [r for r in records if r["kind"] == "step"]
+    fig, (ax,) = _figure()
+    if steps:
+        x = [r["step"] for r in steps]
+        smooth = _ema([_finite(r.get("loss")) for r in steps])
+        ax.plot(x, [_to_metric(r.get("loss"), metric) for r in steps], color="C0", alpha=0.25,
+                linewidth=0.8, label="train (per step)")
+        ax.plot(x, [_to_metric(v, metric) for v in smooth], color="C0", label="train (smoothed)")
+    for split, color in (("valid", "C1"), ("test", "C2")):
+        for averaged, marker in ((False, "o"), (True, "s")):
+            evals = [r for r in records if r["kind"] == "eval" and r.get("split") == split
+                     and bool(r.get("averaged")) == averaged]
+            if evals:
+                ax.plot([r["step"] for r in evals], [_to_metric(r.get("loss"), metric) for r in evals],
+                        marker=marker, color=color, linestyle="-" if split == "valid" else "none",
+                        label=split + (" (averaged weights)" if averaged else ""))
+    _mark_events(ax, [r for r in records if r["kind"] == "event"])
+    if metric == "ppl":
+        ax.set_yscale("log")
+    ax.set_ylabel("perplexity (log scale)" if metric == "ppl" else "bits per character (bits)")
+    ax.set_xlabel("training step (optimizer updates)")
+    ax.set_title(f"{name}: learning curves")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _plot_schedule(steps: list[dict], name: str, path: Path) -> Path:
+    fig, (ax_lr, ax_len) = _figure(nrows=2)
+    x = [r["step"] for r in steps]
+    ax_lr.plot(x, [_finite(r.get("lr")) for r in steps], color="C3", label="learning rate")
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.set_title(f"{name}: learning rate and BPTT length")
+    # Dots, not a line: AWD-LSTM style runs draw a random BPTT length for every batch.
+    ax_len.plot(x, [_finite(r.get("seq_len")) for r in steps], ".", color="C4", markersize=2,
+                label="sequence length")
+    ax_len.set_ylabel("BPTT length (time steps)")
+    ax_len.set_xlabel("training step (optimizer updates)")
+    for ax in (ax_lr, ax_len):
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _penalty(record: dict, key: str) -> float:
+    return _finite((record.get("penalties") or {}).get(key))
+
+
+def _plot_penalties(steps: list[dict], name: str, path: Path) -> Path | None:
+    names = sorted({k for r in steps for k in (r.get("penalties") or {})})
+    # nan != 0, so a penalty that is only ever nan/absent/zero counts as inactive.
+    active = [k for k in names if any(not math.isnan(v) and v != 0.0
+                                      for v in (_penalty(r, k) for r in steps))]
+    if not active:
+        log.info("%s: penalties.png not written: every penalty is zero or absent", path.parent)
+        return None
+    fig, (ax,) = _figure()
+    x = [r["step"] for r in steps]
+    for key in active:
+        ax.plot(x, [_penalty(r, key) for r in steps], label=key)
+    ax.set_xlabel("training step (optimizer updates)")
+    ax.set_ylabel("penalty added to the loss (nats)")
+    ax.set_title(f"{name}: regularization penalties")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Write curves.png, lr.png and penalties.png for a run; return the paths written.
+
+    ``out_dir`` defaults to ``run_dir/plots``. lr.png and penalties.png need step records;
+    penalties.png is skipped (and the skip logged) when every penalty is zero or absent.
+    Raises :class:`RunPlotError` if the run has no metrics.jsonl or no step/eval records.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        raise RunPlotError(f"run_dir: no metrics.jsonl in {run_dir}")
+    records = [r for r in read_metrics(path) if isinstance(r.get("kind"), str)]
+    steps = [r for r in records if r["kind"] == "step"]
+    if not steps and not any(r["kind"] == "eval" for r in records):
+        raise RunPlotError(f"run_dir: {path} has no step or eval records to plot")
+    out = Path(out_dir) if out_dir is not None else run_dir / "plots"
+    config = _read_config(run_dir)
+    name = run_dir.resolve().name
+    name += f" ({config['name']})" if config.get("name") not in (None, name) else ""
+    written = [_plot_curves(records, _run_metric(run_dir, config, steps), name, out / "curves.png")]
+    if steps:
+        written.append(_plot_schedule(steps, name, out / "lr.png"))
+        written.append(_plot_penalties(steps, name, out / "penalties.png"))
+    return [p for p in written if p is not None]
+
+
+def hidden_norms(raw: list[Tensor], *, per_sequence: bool = True) -> dict[str, Tensor]:
+    """Per-time-step L2 norms ``||h_t||_2`` of each layer's hidden states.
+
+    ``raw``: one (T, B, H) tensor per layer (e.g. ``RecurrentStates.raw``). Returns
+    ``{"layer 1": norms, ...}`` with norms of shape (T, B) (one value per sequence), or (T,)
+    averaged over the batch when ``per_sequence=False``. Padded steps are not masked.
+    """
+    if isinstance(raw, Tensor) or not isinstance(raw, (list, tuple)) or not raw:
+        raise TypeError("raw must be a non-empty list of (T, B, H) tensors, one per layer")
+    out = {}
+    for i, h in enumerate(raw, 1):
+        if not isinstance(h, Tensor) or h.dim() != 3:
+            raise ValueError(f"raw[{i - 1}] must be a (T, B, H) tensor, got {getattr(h, 'shape', h)}")
+        norms = torch.linalg.vector_norm(h.detach().double(), dim=-1).cpu()  # (T, B, H) -> (T, B)
+        out[f"layer {i}"] = norms if per_sequence else norms.mean(dim=1)  # (T, B) -> (T,)
+    return out
+
+
+def plot_hidden_norms(norms: dict[str, Tensor | list], path: str | os.PathLike, *,
+                      title: str = "Hidden-state norm over time") -> Path:
+    """Plot ``||h_t||_2`` against time step, one line per layer; return ``path``.
+
+    In the style of Krueger & Memisevic (2016), Fig. 3, which shows how the norm-stabilizer
+    keeps hidden norms flat over time. Each value is (T,) (a line) or (T, B) (the batch mean as
+    a line with the 10th-90th percentile band across sequences).
+    """
+    if not isinstance(norms, dict) or not norms:
+        raise ValueError("norms must be a non-empty dict of layer name -> (T,) or (T, B) norms")
+    fig, (ax,) = _figure()
+    for i, (layer, values) in enumerate(norms.items()):
+        v = torch.as_tensor(values, dtype=torch.float64).cpu()
+        if v.dim() not in (1, 2) or v.shape[0] == 0:
+            raise ValueError(f"norms[{layer!r}] must have shape (T,) or (T, B) with T > 0, "
+                             f"got {tuple(v.shape)}")
+        t = list(range(1, v.shape[0] + 1))
+        mean = v if v.dim() == 1 else v.mean(dim=1)  # (T, B) -> (T,)
+        ax.plot(t, mean.tolist(), color=f"C{i}", label=str(layer))
+        if v.dim() == 2 and v.shape[1] > 1:
+            low, high = torch.quantile(v, torch.tensor([0.1, 0.9], dtype=v.dtype), dim=1)  # (2, T)
+            ax.fill_between(t, low.tolist(), high.tolist(), color=f"C{i}", alpha=0.2, linewidth=0)
+    ax.set_xlabel("time step t")
+    ax.set_ylabel(r"hidden-state norm $\|h_t\|_2$")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, Path(path))

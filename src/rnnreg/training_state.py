@@ -1,0 +1,44 @@
+"""Where a training run stands: the counters a checkpoint must hold to resume exactly."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+
+@dataclass
+class TrainingState:
+    """Mutable by design: the loop advances it; ``as_dict`` / ``from_dict`` carry it in checkpoints.
+
+    ``position`` is the row of the training data where the next window starts (0 at an epoch's
+    start); with the BPTT schedule's RNG state and the carried hidden state it pins the data
+    stream exactly. ``elapsed`` is training time so far (seconds), summed across resumes.
+    """
+    stage: str = "train"               # train | finetune
+    epoch: int = 1                     # the epoch in progress (1-based, counted across stages)
+    stage_epoch: int = 1
+    step: int = 0                      # optimizer steps taken
+    position: int = 0
+    best_valid: float = math.inf
+    best_step: int = 0
+    validations: int = 0
+    nan_recoveries: int = 0
+    elapsed: float = 0.0
+    epoch_loss: float = 0.0            # cross-entropy summed over this epoch's tokens so far
+    epoch_tokens: int = 0
+    done: bool = False
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainingState":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def next_epoch(self) -> None:
+        self.epoch += 1
+        self.stage_epoch += 1
+        self.position = 0
+        self.epoch_loss, self.epoch_tokens = 0.0, 0
