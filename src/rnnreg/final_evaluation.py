@@ -30,7 +30,8 @@ def finish_run(config: Config, run: RunDir, corpus: Corpus, model: nn.Module, me
                "wall_s": round(state.elapsed, 1), "finetuned": state.stage == "finetune",
                "valid": _value(state.best_valid, metric), "test": None,
                "params": sum(p.numel() for p in model.parameters())}
-    if status == "finished" and run.best.exists():
+    # Rank 0 alone: these need no other rank, and the others are done once it has the numbers.
+    if status == "finished" and dist.is_main and run.best.exists():
         model.load_state_dict(load_checkpoint(run.best, map_location=device)["model"])
         test_data = batchify(corpus.test, config.data.test_batch_size).to(device)  # (N, B)
         test_loss = evaluate(model, test_data, config.data.bptt)
@@ -43,7 +44,7 @@ def finish_run(config: Config, run: RunDir, corpus: Corpus, model: nn.Module, me
             valid_data = batchify(corpus.valid, config.data.eval_batch_size).to(device)  # (N, B)
             mc_loss = evaluate_mc(model, valid_data, config.data.bptt, config.train.mc_samples)
             summary["valid_mc"] = _value(mc_loss, metric)
-        if dist.is_main and config.train.sample_length:
+        if config.train.sample_length:
             summary["sample"] = sample_text(model, corpus.vocab, corpus.level, prime=config.train.sample_prime,
                                             length=config.train.sample_length,
                                             temperature=config.train.sample_temperature,

@@ -81,8 +81,11 @@ def train(config: Config, run: RunDir, *, resume: bool = False, corpus: Corpus |
         if stopper is not None:
             stopper.load_state_dict(ckpt["early_stopping"])
         bptt.load_state_dict(ckpt["bptt"])
-        restore_rng(ckpt["rng"])
-        state, hidden = TrainingState.from_dict(ckpt["state"]), ckpt["hidden"]
+        if len(ckpt["ranks"]) != dist.world_size:
+            raise TrainingError(f"the checkpoint was written by {len(ckpt['ranks'])} processes; "
+                                f"resume it with the same number (this run has {dist.world_size})")
+        restore_rng(ckpt["ranks"][dist.rank]["rng"])
+        state, hidden = TrainingState.from_dict(ckpt["state"]), ckpt["ranks"][dist.rank]["hidden"]
         if dist.is_main:
             truncate_after(run.metrics, state.step)
     metrics = MetricsLog(run.metrics, enabled=dist.is_main)
@@ -99,14 +102,16 @@ def train(config: Config, run: RunDir, *, resume: bool = False, corpus: Corpus |
         log.info(message)
 
     def checkpoint() -> None:
+        # Each rank's RNG and carried state, so a torchrun resume gives every rank its own back.
+        ranks = dist.gather({"rng": capture_rng(), "hidden": _plain(hidden)})
         if dist.is_main:
             save_checkpoint(run.last, {
                 "format": "rnnreg-lm", "config": config_to_dict(config), "vocab": corpus.vocab.to_list(),
                 "level": corpus.level, "dataset": corpus.name,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(), "bptt": bptt.state_dict(), "rng": capture_rng(),
+                "schedule": schedule.state_dict(), "bptt": bptt.state_dict(),
                 "early_stopping": stopper.state_dict() if stopper else None,
-                "state": state.as_dict(), "hidden": _plain(hidden)})
+                "state": state.as_dict(), "ranks": ranks})
 
     def validate() -> float:
         """Validation on the averaged weights; the best of them become best.pt."""
