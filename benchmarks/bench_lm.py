@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -35,6 +34,8 @@ from rnnreg import penalties
 from rnnreg.build import build_model, build_training_optimizer
 from rnnreg.config import Config, load_config
 from rnnreg.models.stack_options import layer_sizes
+
+from bench_layers import json_stdout  # the script's folder is on sys.path when it runs
 
 
 @dataclass(frozen=True)
@@ -214,15 +215,6 @@ def table(rows: list[dict]) -> str:
     lines += [f"{r['config']:<16}{r['candidate']:<14}{r['baseline']:<14}{r['tokens_per_s']:>9.0f}"
               f"{r['baseline_tokens_per_s']:>12.0f}{r['ratio']:>7.3f}" for r in rows]
     return "\n".join(lines)
-
-
-def json_stdout():
-    """A private handle on the real stdout for the JSON lines; fd 1 itself is pointed at stderr so
-    nothing else (a compiler, a library's print) can end up in the JSON stream."""
-    sys.stdout.flush()
-    out = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
-    return out
 
 
 def parse_args(argv=None) -> argparse.Namespace:

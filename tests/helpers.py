@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import pytest
 import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data() -> Path:
+    """The shared benchmark data: ``$RNNREG_SHARED_DATA``, ``<repo>/../shared/data`` or /work."""
+    for candidate in (os.environ.get("RNNREG_SHARED_DATA"), REPO.parent / "shared" / "data",
+                      "/work/shared/data"):
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    pytest.skip("shared data folder not found; set RNNREG_SHARED_DATA")
 
 
 def grads(module: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -7,7 +7,6 @@ convention) or from a plain reference loop written here, never from rnnreg itsel
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import pytest
@@ -16,16 +15,9 @@ import torch
 from rnnreg.data import (EOS, UNK, Corpus, DataError, Vocabulary, build_corpus, load_corpus,
                          load_text_folder)
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import shared_data
 
 
-def shared_data() -> Path:
-    """The shared benchmark data: ``$RNNREG_SHARED_DATA``, ``<repo>/../shared/data`` or /work."""
-    for candidate in (os.environ.get("RNNREG_SHARED_DATA"), REPO.parent / "shared" / "data",
-                      "/work/shared/data"):
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate)
-    pytest.skip("shared data folder not found; set RNNREG_SHARED_DATA")
 
 
 def split_paths(folder: str, pattern: str) -> list[Path]:

@@ -25,17 +25,10 @@ from rnnreg.data import (DATASET_NAMES, REGISTRY, DataError, DataFile, DatasetSp
                          default_cache_dir, describe, fetch, load_dataset)
 from rnnreg.data.archive import extract_members
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import shared_data
 TOY_TEXTS = {"train": "the cat sat\non the mat\n", "valid": "the mat\n", "test": "a cat\n"}
 
 
-def shared_data() -> Path:
-    """The shared benchmark data: ``$RNNREG_SHARED_DATA``, ``<repo>/../shared/data`` or /work."""
-    for candidate in (os.environ.get("RNNREG_SHARED_DATA"), REPO.parent / "shared" / "data",
-                      "/work/shared/data"):
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate)
-    pytest.skip("shared data folder not found; set RNNREG_SHARED_DATA")
 
 
 def sha256(data: bytes) -> str:

@@ -15,21 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .config.schema import Reference
+
 log = logging.getLogger(__name__)
 
 _RUN_FILES = ("summary.json", "config.toml", "metrics.jsonl")
 _HEADER = ("run", "preset", "metric", "ours valid", "ours test", "paper valid", "paper test",
            "diff valid", "diff test", "status", "epochs", "reference")
 _TEXT_COLUMNS = frozenset({0, 1, 2, 9, 11})  # left-aligned; the rest are numbers
-
-
-@dataclass(frozen=True)
-class Reference:
-    """A published result: where it comes from and its valid/test metric (None if not given)."""
-
-    source: str
-    valid: float | None = None
-    test: float | None = None
 
 
 @dataclass(frozen=True)

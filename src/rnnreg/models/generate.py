@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 
 import torch
 from torch import Tensor, nn
 
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    # Put back each submodule's own flag afterwards: a model may be deliberately half in training.
-    previous = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, flag in previous:
-            m.training = flag
+from ..regularizers.monte_carlo import eval_mode
 
 
 def _check(prime: Tensor, length: int, temperature: float, top_k: int) -> None:
@@ -62,7 +50,7 @@ def generate(model: nn.Module, prime: Tensor, length: int, *, temperature: float
     _check(prime, length, temperature, top_k)
     device = next(model.parameters()).device
     out = torch.empty(length, dtype=torch.int64, device=device)
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         result = model(prime.to(device).view(-1, 1))  # (P,) -> (P, 1): one sequence, time-major
         for step in range(length):
             token = _sample(result.logits[-1, 0], temperature, top_k, generator)  # (1,)

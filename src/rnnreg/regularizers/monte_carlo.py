@@ -62,7 +62,7 @@ def _default_fn(output: Any) -> Tensor:
 
 
 @contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
+def eval_mode(model: nn.Module) -> Iterator[None]:
     # Restore each submodule's own flag: a model may be deliberately in a mixed train/eval state.
     previous = [(m, m.training) for m in model.modules()]
     model.eval()
@@ -91,6 +91,6 @@ def mc_predict(model: nn.Module, *args: Any, n_samples: int = 20,
     if not _mc_modules(model):
         logger.warning("mc_predict: %s has no module with an mc_dropout flag; the %d samples "
                        "will be identical", type(model).__name__, n_samples)
-    with _eval_mode(model), mc_dropout(model), torch.no_grad():
+    with eval_mode(model), mc_dropout(model), torch.no_grad():
         samples = torch.stack([fn(model(*args, **kwargs)) for _ in range(n_samples)])  # (S, ...)
     return samples.mean(dim=0), samples.var(dim=0, correction=0)
