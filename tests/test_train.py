@@ -190,3 +190,11 @@ def test_variants_train_checkpoint_and_resume(corpus_dir, tmp_path, extra):
     penalty = records[0]["penalties"]
     if "penalties.norm_stabilizer=10.0" in extra or "penalties.norm_stabilizer=5.0" in extra:
         assert penalty["norm_stabilizer"] > 0
+
+
+def test_spent_budget_skips_the_finetune_stage(corpus_dir, tmp_path):
+    config = tiny_config(corpus_dir, tmp_path, "train.max_steps=5", "train.finetune_epochs=3")
+    run, summary = run_training(config)
+    events = [r["message"] for r in read_metrics(run.metrics) if r["kind"] == "event"]
+    assert summary["steps"] == 5 and not summary["finetuned"]
+    assert not any("finetune" in m for m in events)

@@ -138,7 +138,7 @@ def train(config: Config, run: RunDir, *, resume: bool = False, corpus: Corpus |
                        "train_tokens": corpus.train.numel(), "vocab": vocab_size, "device": str(device),
                        "world_size": dist.world_size, "metric": metric, "resumed_at_step": state.step})
     good = Snapshot.take(model, optimizer)       # what a NaN rolls back to
-    status, clock = "finished", time.perf_counter()
+    status, clock, budget_spent = "finished", time.perf_counter(), False
     n_rows = train_data.shape[0]
     model.train()
     while not state.done:
@@ -224,7 +224,7 @@ def train(config: Config, run: RunDir, *, resume: bool = False, corpus: Corpus |
                 break
             if out_of_budget:
                 event(f"training budget reached at step {state.step} ({state.elapsed / 60:.1f} min)")
-                state.done = True
+                state.done = budget_spent = True
                 break
         if status != "finished" or interrupted:
             break
@@ -246,8 +246,7 @@ def train(config: Config, run: RunDir, *, resume: bool = False, corpus: Corpus |
             state.done = True
         if state.stage_epoch >= stage_epochs:
             state.done = True
-        if state.done and state.stage == "train" and config.train.finetune_epochs and status == "finished" \
-                and not (config.train.max_steps and state.step >= config.train.max_steps):
+        if state.done and state.stage == "train" and config.train.finetune_epochs and not budget_spent:
             # AWD-LSTM's finetune.py: restart from the best weights, averaging from the first step.
             dist.barrier()                              # rank 0 may still be writing best.pt
             model.load_state_dict(load_checkpoint(run.best, map_location=device)["model"])
