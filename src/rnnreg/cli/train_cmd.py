@@ -6,9 +6,8 @@ import argparse
 import signal
 import time
 from contextlib import contextmanager
-from typing import Iterator
-
 from pathlib import Path
+from typing import Iterator
 
 from ..config import apply_overrides, config_from_dict, config_to_dict, load_config, preset_names
 from ..distributed import Distributed
