@@ -18,8 +18,6 @@ from rnnreg.data import (EOS, UNK, Corpus, DataError, Vocabulary, build_corpus, 
 from helpers import shared_data
 
 
-
-
 def split_paths(folder: str, pattern: str) -> list[Path]:
     return [shared_data() / folder / pattern.format(s) for s in ("train", "valid", "test")]
 

@@ -26,9 +26,8 @@ from rnnreg.data import (DATASET_NAMES, REGISTRY, DataError, DataFile, DatasetSp
 from rnnreg.data.archive import extract_members
 
 from helpers import shared_data
+
 TOY_TEXTS = {"train": "the cat sat\non the mat\n", "valid": "the mat\n", "test": "a cat\n"}
-
-
 
 
 def sha256(data: bytes) -> str:

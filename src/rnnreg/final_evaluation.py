@@ -13,8 +13,9 @@ from .config import Config
 from .data import Corpus, batchify
 from .distributed import Distributed
 from .evaluation import evaluate, evaluate_mc
-from .metrics import metric_value
-from .runs import RunDir, write_text_atomic
+from .metrics import metric_fields, metric_value
+from .atomic_text import write_text_atomic
+from .runs import RunDir
 from .sampling import sample_text
 from .training_state import TrainingState
 
@@ -36,10 +37,8 @@ def finish_run(config: Config, run: RunDir, corpus: Corpus, model: nn.Module, me
         test_data = batchify(corpus.test, config.data.test_batch_size).to(device)  # (N, B)
         test_loss = evaluate(model, test_data, config.data.bptt)
         summary["test"] = _value(test_loss, metric)
-        record({"kind": "eval", "step": state.step, "epoch": summary["epochs"], "split": "test", "loss": test_loss,
-                "ppl": metric_value(test_loss, "ppl") if metric == "ppl" else None,
-                "bpc": metric_value(test_loss, "bpc") if metric == "bpc" else None,
-                "averaged": False, "time": state.elapsed})
+        record({"kind": "eval", "step": state.step, "epoch": summary["epochs"], "split": "test",
+                **metric_fields(test_loss, metric), "averaged": False, "time": state.elapsed})
         if config.train.mc_samples:
             valid_data = batchify(corpus.valid, config.data.eval_batch_size).to(device)  # (N, B)
             mc_loss = evaluate_mc(model, valid_data, config.data.bptt, config.train.mc_samples)

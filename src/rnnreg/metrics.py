@@ -19,6 +19,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .atomic_text import write_text_atomic
+
 log = logging.getLogger(__name__)
 
 METRICS = ("ppl", "bpc")
@@ -50,6 +52,12 @@ def metric_value(loss: float, metric: str) -> float:
     if metric == "bpc":
         return bits_per_char(loss)
     raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+
+
+def metric_fields(loss: float, metric: str) -> dict[str, float | None]:
+    """The ``loss`` / ``ppl`` / ``bpc`` fields of a record: the run's metric filled, the other None."""
+    return {"loss": loss, "ppl": metric_value(loss, "ppl") if metric == "ppl" else None,
+            "bpc": metric_value(loss, "bpc") if metric == "bpc" else None}
 
 
 def _as_float(name: str, value: Any) -> float:
@@ -186,10 +194,7 @@ def truncate_after(path: str | os.PathLike, step: int) -> int:
         return 0
     records = read_metrics(path)
     kept = [r for r in records if not isinstance(r.get("step"), (int, float)) or r["step"] <= step]
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(_encode(r), allow_nan=False) + "\n" for r in kept),
-                   encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(json.dumps(_encode(r), allow_nan=False) + "\n" for r in kept))
     return len(records) - len(kept)
 
 

@@ -12,11 +12,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .atomic_text import write_text_atomic
 from .config import Config, ConfigError, config_from_dict, dump_config
 
 
@@ -97,16 +96,3 @@ def open_run_dir(path: str | Path) -> RunDir:
                           "pass the folder `rnnreg train` printed, e.g. runs/quickstart")
     return run
 
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

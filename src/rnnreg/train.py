@@ -25,7 +25,7 @@ from .data import BPTTSchedule, Corpus, batchify, get_batch, shard_columns
 from .distributed import Distributed
 from .evaluation import evaluate
 from .final_evaluation import finish_run
-from .metrics import MetricsLog, TensorBoardSink, metric_value, truncate_after
+from .metrics import MetricsLog, TensorBoardSink, metric_fields, truncate_after
 from .optim import EarlyStopping, NTASGD, averaged_parameters, build_scheduler
 from .progress import NullObserver, Observer
 from .rng import capture_rng, restore_rng
@@ -126,10 +126,8 @@ def train(config: Config, run: RunDir, *, resume: bool = False, corpus: Corpus |
                                                "step": state.step, "valid_loss": loss})
         model.train()
         state.validations += 1
-        entry = {"kind": "eval", "step": state.step, "epoch": state.epoch, "split": "valid", "loss": loss,
-                 "ppl": metric_value(loss, "ppl") if metric == "ppl" else None,
-                 "bpc": metric_value(loss, "bpc") if metric == "bpc" else None,
-                 "averaged": isinstance(optimizer, NTASGD) and optimizer.averaging, "time": state.elapsed}
+        entry = {"kind": "eval", "step": state.step, "epoch": state.epoch, "split": "valid",
+                 **metric_fields(loss, metric), "averaged": isinstance(optimizer, NTASGD) and optimizer.averaging, "time": state.elapsed}
         record(entry)
         observer.on_eval(entry)
         return loss
@@ -191,22 +189,22 @@ def train(config: Config, run: RunDir, *, resume: bool = False, corpus: Corpus |
             state.step += 1
             state.position = i + x.shape[0]
             tokens = y.numel() * dist.world_size
-            state.epoch_loss += ce.item() * y.numel()
+            ce_value = ce.item()
+            state.epoch_loss += ce_value * y.numel()
             state.epoch_tokens += y.numel()
             now = time.perf_counter()
             state.elapsed += now - clock
             clock = now
+            tokens_per_s = tokens / max(now - window_clock, 1e-9)
             if state.step % config.train.log_every == 0 or state.step == 1:
                 entry = {"kind": "step", "step": state.step, "epoch": state.epoch, "lr": base_lrs[0],
-                         "seq_len": x.shape[0], "loss": ce.item(),
-                         "ppl": metric_value(ce.item(), "ppl") if metric == "ppl" else None,
-                         "bpc": metric_value(ce.item(), "bpc") if metric == "bpc" else None,
+                         "seq_len": x.shape[0], **metric_fields(ce_value, metric),
                          "penalties": {"ar": ar.item(), "tar": tar.item(), "norm_stabilizer": norm.item(),
                                        "weight": weight.item()},
                          "grad_norm": grad_norm.item(), "time": state.elapsed,
-                         "tokens_per_s": tokens / max(now - window_clock, 1e-9)}
+                         "tokens_per_s": tokens_per_s}
                 record(entry)
-            observer.on_step(state.step, state.position, ce.item(), tokens / max(now - window_clock, 1e-9))
+            observer.on_step(state.step, state.position, ce_value, tokens_per_s)
             window_clock = now
             out_of_budget = ((config.train.max_steps and state.step >= config.train.max_steps)
                              or (config.train.max_minutes and state.elapsed >= 60 * config.train.max_minutes))
@@ -319,6 +317,8 @@ def _check_vocab(ckpt: dict, corpus) -> None:
 
 def _plain(value):
     """Recurrent state as plain lists / tuples of tensors (a checkpoint holds no custom classes)."""
-    if isinstance(value, (list, tuple)):
-        return type(value)(_plain(v) for v in value) if type(value) in (list, tuple) else tuple(_plain(v) for v in value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, tuple):                      # named tuples become plain ones
+        return tuple(_plain(v) for v in value)
     return value
