@@ -20,47 +20,13 @@ import torch
 from torch import Tensor
 
 from .metrics import METRICS, metric_value, read_metrics
+from .plot_style import ema, figure, finite, mark_events, save
 
 log = logging.getLogger(__name__)
-
-_SMOOTHING = 0.9  # EMA weight for the train curve; step losses of one batch are noisy
 
 
 class RunPlotError(ValueError):
     """The run directory has nothing to plot (no metrics.jsonl, or no step/eval records)."""
-
-
-def _figure(nrows: int = 1) -> tuple[Any, Any]:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(8.0, 4.5 if nrows == 1 else 3.0 * nrows), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(nrows, 1, sharex=True, squeeze=False)[:, 0]
-    return fig, axes
-
-
-def _save(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    return path
-
-
-def _finite(x: Any) -> float:
-    # None or non-finite (a NaN-recovered step, an overflowed perplexity) -> nan: drawn as a gap.
-    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else math.nan
-
-
-def _ema(values: list[float]) -> list[float]:
-    # Bias-corrected exponential moving average that skips gaps (nan) instead of spreading them.
-    out, avg, weight = [], 0.0, 0.0
-    for v in values:
-        if not math.isnan(v):
-            avg = _SMOOTHING * avg + (1 - _SMOOTHING) * v
-            weight = _SMOOTHING * weight + (1 - _SMOOTHING)
-        out.append(avg / weight if weight else math.nan)
-    return out
-
 
 def _read_config(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "config.toml"
@@ -85,27 +51,30 @@ def _run_metric(run_dir: Path, config: dict[str, Any], steps: list[dict]) -> str
     return "bpc" if any(r.get("bpc") is not None for r in steps) else "ppl"
 
 
+def _task_metric(run_dir: Path, records: list[dict]) -> str:
+    # A task's metric is in its summary; a run still going has none, so the eval records tell.
+    summary = run_dir / "summary.json"
+    if summary.exists():
+        try:
+            return json.loads(summary.read_text(encoding="utf-8"))["metric"]
+        except (ValueError, KeyError):
+            pass
+    fields = {k for r in records if r["kind"] == "eval" for k in r}
+    known = [m for m in ("accuracy", "mse", "nmse", "exact_match", "ler") if m in fields]
+    return known[0] if known else "loss"
+
+
 def _to_metric(loss: Any, metric: str) -> float:
-    loss = _finite(loss)
-    return math.nan if math.isnan(loss) else _finite(metric_value(loss, metric))
-
-
-def _mark_events(ax: Any, events: list[dict]) -> None:
-    events = [e for e in events if isinstance(e.get("step"), (int, float))]
-    for i, event in enumerate(events):
-        ax.axvline(event["step"], color="0.4", linestyle="--", linewidth=0.8,
-                   label="event" if i == 0 else None)
-        ax.annotate(str(event.get("message", ""))[:48], (event["step"], 1.0),
-                    xycoords=("data", "axes fraction"), rotation=90, va="top", ha="right",
-                    fontsize=7, color="0.3")
+    loss = finite(loss)
+    return math.nan if math.isnan(loss) else finite(metric_value(loss, metric))
 
 
 def _plot_curves(records: list[dict], metric: str, name: str, path: Path) -> Path:
     steps = [r for r in records if r["kind"] == "step"]
-    fig, (ax,) = _figure()
+    fig, (ax,) = figure()
     if steps:
         x = [r["step"] for r in steps]
-        smooth = _ema([_finite(r.get("loss")) for r in steps])
+        smooth = ema([finite(r.get("loss")) for r in steps])
         ax.plot(x, [_to_metric(r.get("loss"), metric) for r in steps], color="C0", alpha=0.25,
                 linewidth=0.8, label="train (per step)")
         ax.plot(x, [_to_metric(v, metric) for v in smooth], color="C0", label="train (smoothed)")
@@ -117,7 +86,7 @@ def _plot_curves(records: list[dict], metric: str, name: str, path: Path) -> Pat
                 ax.plot([r["step"] for r in evals], [_to_metric(r.get("loss"), metric) for r in evals],
                         marker=marker, color=color, linestyle="-" if split == "valid" else "none",
                         label=split + (" (averaged weights)" if averaged else ""))
-    _mark_events(ax, [r for r in records if r["kind"] == "event"])
+    mark_events(ax, [r for r in records if r["kind"] == "event"])
     if metric == "ppl":
         ax.set_yscale("log")
     ax.set_ylabel("perplexity (log scale)" if metric == "ppl" else "bits per character (bits)")
@@ -125,28 +94,36 @@ def _plot_curves(records: list[dict], metric: str, name: str, path: Path) -> Pat
     ax.set_title(f"{name}: learning curves")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _plot_schedule(steps: list[dict], name: str, path: Path) -> Path:
-    fig, (ax_lr, ax_len) = _figure(nrows=2)
+    lengths = any(r.get("seq_len") is not None for r in steps)  # sequence tasks have no BPTT window
+    fig, axes = figure(nrows=2 if lengths else 1)
+    ax_lr = axes[0]
     x = [r["step"] for r in steps]
-    ax_lr.plot(x, [_finite(r.get("lr")) for r in steps], color="C3", label="learning rate")
+    ax_lr.plot(x, [finite(r.get("lr")) for r in steps], color="C3", label="learning rate")
     ax_lr.set_ylabel("learning rate")
-    ax_lr.set_title(f"{name}: learning rate and BPTT length")
+    ax_lr.set_title(f"{name}: learning rate" + (" and BPTT length" if lengths else ""))
+    if not lengths:
+        ax_lr.set_xlabel("training step (optimizer updates)")
+        ax_lr.grid(True, alpha=0.3)
+        ax_lr.legend(fontsize=8)
+        return save(fig, path)
+    ax_len = axes[1]
     # Dots, not a line: AWD-LSTM style runs draw a random BPTT length for every batch.
-    ax_len.plot(x, [_finite(r.get("seq_len")) for r in steps], ".", color="C4", markersize=2,
+    ax_len.plot(x, [finite(r.get("seq_len")) for r in steps], ".", color="C4", markersize=2,
                 label="sequence length")
     ax_len.set_ylabel("BPTT length (time steps)")
     ax_len.set_xlabel("training step (optimizer updates)")
     for ax in (ax_lr, ax_len):
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _penalty(record: dict, key: str) -> float:
-    return _finite((record.get("penalties") or {}).get(key))
+    return finite((record.get("penalties") or {}).get(key))
 
 
 def _plot_penalties(steps: list[dict], name: str, path: Path) -> Path | None:
@@ -157,7 +134,7 @@ def _plot_penalties(steps: list[dict], name: str, path: Path) -> Path | None:
     if not active:
         log.info("%s: penalties.png not written: every penalty is zero or absent", path.parent)
         return None
-    fig, (ax,) = _figure()
+    fig, (ax,) = figure()
     x = [r["step"] for r in steps]
     for key in active:
         ax.plot(x, [_penalty(r, key) for r in steps], label=key)
@@ -166,7 +143,7 @@ def _plot_penalties(steps: list[dict], name: str, path: Path) -> Path | None:
     ax.set_title(f"{name}: regularization penalties")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> list[Path]:
@@ -188,7 +165,12 @@ def plot_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = Non
     config = _read_config(run_dir)
     name = run_dir.resolve().name
     name += f" ({config['name']})" if config.get("name") not in (None, name) else ""
-    written = [_plot_curves(records, _run_metric(run_dir, config, steps), name, out / "curves.png")]
+    kind = (config.get("task") or {}).get("kind", "lm")
+    if kind == "lm":
+        written = [_plot_curves(records, _run_metric(run_dir, config, steps), name, out / "curves.png")]
+    else:
+        from .task_plots import plot_task_curves
+        written = [plot_task_curves(records, _task_metric(run_dir, records), name, out / "curves.png")]
     if steps:
         written.append(_plot_schedule(steps, name, out / "lr.png"))
         written.append(_plot_penalties(steps, name, out / "penalties.png"))
@@ -223,7 +205,7 @@ def plot_hidden_norms(norms: dict[str, Tensor | list], path: str | os.PathLike, 
     """
     if not isinstance(norms, dict) or not norms:
         raise ValueError("norms must be a non-empty dict of layer name -> (T,) or (T, B) norms")
-    fig, (ax,) = _figure()
+    fig, (ax,) = figure()
     for i, (layer, values) in enumerate(norms.items()):
         v = torch.as_tensor(values, dtype=torch.float64).cpu()
         if v.dim() not in (1, 2) or v.shape[0] == 0:
@@ -240,4 +222,4 @@ def plot_hidden_norms(norms: dict[str, Tensor | list], path: str | os.PathLike, 
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, Path(path))
+    return save(fig, Path(path))

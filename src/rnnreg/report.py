@@ -100,6 +100,8 @@ def _fmt(value: float | None, metric: str | None, signed: bool = False) -> str:
         return "-"
     if math.isnan(value):
         return "nan"
+    if metric in ("mse", "nmse"):  # errors that span orders of magnitude: significant digits
+        return f"{value:+.3g}" if signed else f"{value:.3g}"
     digits = 3 if metric == "bpc" else 2  # bpc differences matter in the 3rd decimal
     return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
 

@@ -55,7 +55,10 @@ def evaluate_run(args: argparse.Namespace) -> int:
     from ..trained import load_trained
 
     _positive("--batch-size", args.batch_size)
-    trained = load_trained(open_run_dir(args.run), which=args.checkpoint)
+    run = open_run_dir(args.run)
+    if run.read_config().task.kind != "lm":
+        return _evaluate_task(run, args)
+    trained = load_trained(run, which=args.checkpoint)
     config = config_from_dict(apply_overrides(config_to_dict(trained.config), args.overrides))
     corpus = build_corpus(config.data)
     trained.check_corpus(corpus)
@@ -71,6 +74,22 @@ def evaluate_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_task(run, args: argparse.Namespace) -> int:
+    from ..tasks.base import on_device
+    from ..trained_task import load_trained_task
+    from .common import UsageError
+
+    if args.mc_samples:
+        raise UsageError("--mc-samples applies to language models; sequence tasks are scored deterministically")
+    trained = load_trained_task(run, which=args.checkpoint, overrides=tuple(args.overrides))
+    batches = trained.task.eval_batches(args.split, args.batch_size or trained.config.data.eval_batch_size)
+    scores = trained.task.score(trained.model, on_device(batches, "cpu"))
+    metric = trained.task.metric
+    rest = "".join(f"  {k} {v:.4f}" for k, v in scores.items() if k not in ("loss", metric))
+    say(f"{args.split}: loss {scores['loss']:.4f}  {metric} {scores[metric]:.4f}{rest}")
+    return 0
+
+
 def generate_text(args: argparse.Namespace) -> int:
     from ..sampling import sample_text
     from ..trained import load_trained
@@ -81,7 +100,11 @@ def generate_text(args: argparse.Namespace) -> int:
         raise UsageError(f"--temperature must be > 0, got {args.temperature}")
     if args.top_k < 0:
         raise UsageError(f"--top-k must be >= 0, got {args.top_k}")
-    trained = load_trained(open_run_dir(args.run), which=args.checkpoint)
+    run = open_run_dir(args.run)
+    if run.read_config().task.kind != "lm":
+        raise UsageError(f"{args.run} trained a {run.read_config().task.kind!r} task; "
+                         "`rnnreg generate` samples from language models (try `rnnreg eval`)")
+    trained = load_trained(run, which=args.checkpoint)
     say(sample_text(trained.model, trained.vocab, trained.level, prime=args.prime, length=args.length,
                     temperature=args.temperature, top_k=args.top_k, seed=args.seed, dataset=trained.dataset))
     return 0
@@ -106,6 +129,9 @@ def _plot_norms(run, out, steps, hidden_norms, plot_hidden_norms):
     """Per-layer ||h_t|| over the first ``steps`` validation tokens (Krueger & Memisevic 2016, Fig. 3)."""
     import torch
 
+    if run.read_config().task.kind != "lm":
+        return _plot_task_norms(run, out, steps, hidden_norms, plot_hidden_norms)
+
     from ..build import build_corpus
     from ..data import batchify
     from ..trained import load_trained
@@ -119,4 +145,20 @@ def _plot_norms(run, out, steps, hidden_norms, plot_hidden_norms):
     path = out / "hidden_norms.png"
     plot_hidden_norms(hidden_norms(out_seq.raw), path,
                       title=f"{trained.config.name}: hidden-state norm per layer over {data.shape[0]} steps")
+    return path
+
+
+def _plot_task_norms(run, out, steps, hidden_norms, plot_hidden_norms):
+    """The same for a sequence task: its first validation batch, up to ``steps`` time steps."""
+    import torch
+
+    from ..trained_task import load_trained_task
+
+    trained = load_trained_task(run)
+    batch = next(iter(trained.task.eval_batches("valid", 16)))
+    with torch.no_grad():
+        raw = [h[:steps] for h in trained.task.forward(trained.model, batch).raw]  # (T, B, H) each
+    path = out / "hidden_norms.png"
+    plot_hidden_norms(hidden_norms(raw), path,
+                      title=f"{trained.config.name}: hidden-state norm per layer over {raw[0].shape[0]} steps")
     return path

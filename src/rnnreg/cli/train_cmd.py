@@ -17,9 +17,11 @@ from .common import UsageError, prepare_extension, say, uses_extension
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "train", help="train a language model from a preset or TOML file",
-        description="Train a regularized recurrent language model. With no preset, `quickstart` "
-                    "(a character LSTM on the bundled Tiny Shakespeare, a few minutes on a laptop CPU). "
+        "train", help="train a language model or a sequence task from a preset or TOML file",
+        description="Train a regularized recurrent network: a language model, or a sequence task "
+                    "(task.kind = adding, mnist, missing, clockwork, seq2seq, ctc). With no preset, "
+                    "`quickstart` (a character LSTM on the bundled Tiny Shakespeare, a few minutes on a "
+                    "laptop CPU). "
                     f"Presets: {', '.join(preset_names())}. Override any setting with "
                     "section.key=value, e.g. model.hidden_size=256 train.epochs=2 data.path=/data/ptb.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -50,8 +52,6 @@ def _stop_on_signals() -> Iterator[list[bool]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..build import build_corpus
-    from ..train import train
     from .progress import ProgressBar
 
     source = args.args[0] if args.args and "=" not in args.args[0] else None
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
             config = config_from_dict(apply_overrides(config_to_dict(config), overrides))
     else:
         config = load_config(source, overrides)
-    corpus = build_corpus(config.data)          # bad data fails here, before anything is written
+    data = _load_data(config)                   # bad data fails here, before anything is written
     if not args.resume:
         run_dir = new_run_dir(config.train.out_dir, config.name) if dist.is_main else None
         run_dir = _agree_on_run_dir(run_dir, dist, config.train.device)
@@ -77,11 +77,28 @@ def run(args: argparse.Namespace) -> int:
     show = dist.is_main and not args.quiet
     start = time.perf_counter()
     with _stop_on_signals() as flag:
-        summary = train(config, run_dir, resume=bool(args.resume), corpus=corpus,
-                        observer=ProgressBar(enabled=show), stop_requested=lambda: flag[0])
+        summary = _train(config, run_dir, data, resume=bool(args.resume),
+                         observer=ProgressBar(enabled=show), stop_requested=lambda: flag[0])
     if dist.is_main:
         _print_summary(summary, run_dir.path, time.perf_counter() - start)
     return 0 if summary["status"] in ("finished", "stopped") else 1
+
+
+def _load_data(config):
+    """The corpus of a language model, or the task (with its data) of a sequence task."""
+    if config.task.kind == "lm":
+        from ..build import build_corpus
+        return build_corpus(config.data)
+    from ..build_task import build_task
+    return build_task(config)
+
+
+def _train(config, run_dir: RunDir, data, **kwargs) -> dict:
+    if config.task.kind == "lm":
+        from ..train import train
+        return train(config, run_dir, corpus=data, **kwargs)
+    from ..task_train import train_task
+    return train_task(config, run_dir, task=data, **kwargs)
 
 
 def _agree_on_run_dir(run_dir: RunDir | None, dist: Distributed, device: str) -> RunDir:
@@ -102,9 +119,13 @@ def _print_summary(summary: dict, path, seconds: float) -> None:
         say("\n--- sample (best weights) ---\n" + summary["sample"] + "\n---")
     valid, test = summary.get("valid"), summary.get("test")
     numbers = f"valid {metric} {valid}" + (f", test {metric} {test}" if test is not None else "")
+    if summary.get("test_scores"):
+        others = {k: v for k, v in summary["test_scores"].items() if k not in ("loss", metric)}
+        numbers += "".join(f", test {k} {v:g}" for k, v in others.items())
     if summary.get("valid_mc") is not None:
         numbers += f", MC-dropout valid {metric} {summary['valid_mc']}"
     say(f"{summary['status']}: {numbers} after {summary['steps']} steps ({seconds / 60:.1f} min)")
-    say(f"run directory: {path}   (rnnreg plot {path} | rnnreg generate {path} | rnnreg eval {path})")
+    commands = "plot", "eval", *(("generate",) if "task" not in summary else ())
+    say(f"run directory: {path}   ({' | '.join(f'rnnreg {c} {path}' for c in commands)})")
     if summary["status"] == "stopped":
         say(f"resume with: rnnreg train --resume {path}")

@@ -61,7 +61,7 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     """The language model (Zaremba et al. 2014; Merity et al. 2017); see RNNLanguageModel."""
-    cell: str = "lstm"                 # lstm | gru | rnn | irnn
+    cell: str = "lstm"                 # lstm | gru | rnn | irnn; tasks also grud | clockwork
     embedding_size: int = 400
     hidden_size: int = 1150
     num_layers: int = 3
@@ -87,10 +87,12 @@ class ModelConfig:
     init_range: float = 0.1
     surprisal_zoneout: bool = False    # Rocki 2016: keep probabilities from the last surprisal
     surprisal_temperature: float = 1.0
+    bidirectional: bool = False        # sequence tasks: read both ways (CTC tagging)
+    clockwork_periods: tuple[int, ...] = ()  # cell = clockwork: one period per module (Koutnik 2014)
 
     def __post_init__(self) -> None:
         _check(self, "model")
-        _choice("model.cell", self.cell, ("lstm", "gru", "rnn", "irnn"))
+        _choice("model.cell", self.cell, ("lstm", "gru", "rnn", "irnn", "grud", "clockwork"))
         _choice("model.recurrent_dropout_mode", self.recurrent_dropout_mode, ("gal", "semeniuta"))
         _choice("model.nonlinearity", self.nonlinearity, ("tanh", "relu", "trec"))
         _choice("model.recurrent_init", self.recurrent_init, ("default", "identity"))
@@ -103,6 +105,46 @@ class ModelConfig:
         _require(self.weight_noise_std >= 0.0, "model.weight_noise_std must be >= 0")
         _require(self.init_range > 0.0 and self.surprisal_temperature > 0.0,
                  "model.init_range and model.surprisal_temperature must be > 0")
+        _require(all(p >= 1 for p in self.clockwork_periods), "model.clockwork_periods must be >= 1")
+        _require(self.cell != "clockwork" or bool(self.clockwork_periods),
+                 "model.cell = 'clockwork' needs model.clockwork_periods, e.g. [1, 2, 4, 8]")
+
+
+TASKS = ("lm", "adding", "mnist", "missing", "clockwork", "seq2seq", "ctc")
+# Which model cells a task accepts beyond the rnnreg layers (lstm, gru, rnn, irnn).
+_TASK_CELLS = {"missing": ("grud",), "clockwork": ("clockwork",)}
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """What the network learns. ``lm`` is language modelling on [data]'s corpus; every other kind
+    is a sequence task (rnnreg.tasks) with its own metric, trained by rnnreg.task_train. Tasks
+    read [data]'s batch_size, eval_batch_size, path, cache_dir and download."""
+    kind: str = "lm"                   # lm | adding | mnist | missing | clockwork | seq2seq | ctc
+    data_seed: int = 1234              # generated data, permutations, splits (not the model's seed)
+    seq_len: int = 100                 # adding: T; clockwork: signal length; missing: steps; ctc: frames per label
+    train_size: int = 0                # examples per training epoch (0: the task's default)
+    valid_size: int = 1000             # generated tasks: fixed validation examples
+    test_size: int = 1000
+    permuted: bool = False             # mnist: one fixed random pixel order (pMNIST, Le et al. 2015)
+    problem: str = "copy"              # seq2seq: copy | reverse | addition
+    min_length: int = 1                # seq2seq / ctc: shortest sequence (addition: digits)
+    max_length: int = 10               # seq2seq / ctc: longest sequence (addition: digits)
+    num_symbols: int = 10              # seq2seq / ctc: alphabet size (labels, blank not counted)
+    num_features: int = 8              # missing (synthetic): variables per time step
+    missing_p: float = 0.6             # missing (synthetic): probability a value is not observed
+    beam_size: int = 1                 # seq2seq / ctc: beam width at evaluation (1: greedy)
+
+    def __post_init__(self) -> None:
+        _check(self, "task")
+        _choice("task.kind", self.kind, TASKS)
+        _choice("task.problem", self.problem, ("copy", "reverse", "addition"))
+        for name in ("seq_len", "valid_size", "test_size", "min_length", "max_length", "num_symbols",
+                     "num_features", "beam_size"):
+            _require(getattr(self, name) >= 1, f"task.{name} must be >= 1, got {getattr(self, name)}")
+        _require(self.train_size >= 0, f"task.train_size must be >= 0, got {self.train_size}")
+        _require(self.min_length <= self.max_length,
+                 f"task.min_length ({self.min_length}) must be <= task.max_length ({self.max_length})")
 
 
 @dataclass(frozen=True)
@@ -203,7 +245,7 @@ class Reference:
 
 @dataclass(frozen=True)
 class ExpectConfig:
-    metric: str = "auto"               # ppl | bpc | auto (from the dataset's level)
+    metric: str = "auto"               # ppl | bpc | auto (LM: from the dataset's level; tasks: theirs)
     references: tuple[Reference, ...] = ()
 
     def __post_init__(self) -> None:
@@ -214,6 +256,7 @@ class ExpectConfig:
 class Config:
     name: str = "custom"
     description: str = ""
+    task: TaskConfig = field(default_factory=TaskConfig)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     penalties: PenaltyConfig = field(default_factory=PenaltyConfig)
@@ -228,5 +271,24 @@ class Config:
                      "model.tie_weights needs the last of model.hidden_sizes to equal model.embedding_size")
         _require(not (self.penalties.norm_stabilizer_on == "cell" and self.model.cell != "lstm"),
                  "penalties.norm_stabilizer_on = 'cell' needs model.cell = 'lstm'")
+        cells = ("lstm", "gru", "rnn", "irnn", *_TASK_CELLS.get(self.task.kind, ()))
+        _require(self.model.cell in cells, f"model.cell = {self.model.cell!r} does not fit task.kind = "
+                 f"{self.task.kind!r} (use one of {', '.join(cells)})")
+        _require(self.task.kind in ("adding", "mnist", "ctc") or not self.model.bidirectional,
+                 f"model.bidirectional needs a task that reads whole sequences before answering "
+                 f"(adding, mnist, ctc), not {self.task.kind!r}")
+        if self.task.kind != "lm":
+            self._check_task_settings()
         bad = [i for i in self.penalties.norm_stabilizer_layers if not 0 <= i < self.model.num_layers]
         _require(not bad, f"penalties.norm_stabilizer_layers {bad} out of range for {self.model.num_layers} layers")
+
+    def _check_task_settings(self) -> None:
+        """Settings that only a language model has are refused for sequence tasks, not ignored."""
+        kind, m, t = self.task.kind, self.model, self.train
+        lm_only = {"model.tie_weights": m.tie_weights, "model.surprisal_zoneout": m.surprisal_zoneout,
+                   "train.finetune_epochs": t.finetune_epochs, "train.mc_samples": t.mc_samples}
+        if kind != "seq2seq":
+            lm_only["model.embed_p"] = m.embed_p  # only seq2seq embeds tokens
+        used = [name for name, value in lm_only.items() if value]
+        _require(not used, f"{', '.join(used)} apply to language models, not to task.kind = {kind!r}")
+
