@@ -36,7 +36,7 @@ def build_task(config: Config) -> Task:
     if t.kind == "missing":
         from .tasks.missing import MissingValuesTask
         return MissingValuesTask.from_config_values(path=d.path, seq_len=t.seq_len, num_features=t.num_features,
-                                                    missing_p=t.missing_p, train_size=t.train_size or 2000,
+                                                    missing_p=t.missing_p, train_size=t.train_size,
                                                     valid_size=t.valid_size, test_size=t.test_size,
                                                     data_seed=t.data_seed)
     if t.kind == "clockwork":
@@ -49,11 +49,13 @@ def build_task(config: Config) -> Task:
                            valid_size=t.valid_size, test_size=t.test_size, data_seed=t.data_seed,
                            beam_size=t.beam_size)
     if t.kind == "ctc":
+        if d.dataset == "timit" or d.path:
+            from .tasks.timit import TimitTask
+            return TimitTask(d.path, train_size=t.train_size, valid_size=t.valid_size, test_size=t.test_size,
+                             data_seed=t.data_seed, beam_size=t.beam_size)
         from .tasks.ctc import CTCTask
-        if d.path:
-            return CTCTask.from_timit(d.path, data_seed=t.data_seed, beam_size=t.beam_size)
-        return CTCTask(seq_len=t.seq_len, min_length=t.min_length, max_length=t.max_length,
-                       num_symbols=t.num_symbols, num_features=t.num_features, train_size=t.train_size or 10_000,
+        return CTCTask(num_symbols=t.num_symbols, num_features=t.num_features, min_length=t.min_length,
+                       max_length=t.max_length, frames_per_label=t.seq_len, train_size=t.train_size or 10_000,
                        valid_size=t.valid_size, test_size=t.test_size, data_seed=t.data_seed,
                        beam_size=t.beam_size)
     raise ValueError(f"task.kind {t.kind!r} is not a sequence task")
@@ -72,12 +74,16 @@ def build_task_model(config: Config, task: Task) -> nn.Module:
     if m.cell == "grud":
         from .models.grud_net import GRUDNet
         return GRUDNet(task.input_size, task.output_size, x_mean=task.x_mean, hidden_size=m.hidden_size,
-                       recurrent_dropout=m.recurrent_dropout, zoneout_h_p=m.zoneout_h_p, output_p=m.output_p)
+                       recurrent_dropout=m.recurrent_dropout, recurrent_dropout_mode=m.recurrent_dropout_mode,
+                       zoneout_h_p=m.zoneout_h_p, output_p=m.output_p,
+                       implementation="reference" if m.implementation == "reference" else "fast")
     if m.cell == "clockwork":
         from .models.clockwork_net import ClockworkNet
         return ClockworkNet(task.input_size, task.output_size, hidden_size=m.hidden_size,
                             clockwork_periods=m.clockwork_periods, nonlinearity=m.nonlinearity,
-                            recurrent_dropout=m.recurrent_dropout, zoneout_h_p=m.zoneout_h_p, output_p=m.output_p)
+                            trec_threshold=m.trec_threshold, input_p=m.input_p,
+                            recurrent_dropout=m.recurrent_dropout, zoneout_h_p=m.zoneout_h_p, output_p=m.output_p,
+                            implementation="reference" if m.implementation == "reference" else "fast")
     from .models.sequence_net import SequenceNet
     hidden_sizes = tuple(m.hidden_sizes) or None
     return SequenceNet(task.input_size, task.output_size, head=task.head, bidirectional=m.bidirectional,

@@ -23,28 +23,51 @@ def _zero(x: Tensor) -> Tensor:
     return x.reshape(-1)[:0].sum()  # (N,) -> (0,) -> ()
 
 
-def ar(h: Tensor, alpha: float) -> Tensor:
+def step_mask(lengths: Tensor | None, steps: int, like: Tensor) -> Tensor | None:
+    """(T, B) 1.0 where step t < lengths[b] (a real step of sequence b), 0.0 on padding; None
+    when ``lengths`` is None (every step is real)."""
+    if lengths is None:
+        return None
+    lengths = torch.as_tensor(lengths, device=like.device)
+    if lengths.dim() != 1 or lengths.shape[0] != like.shape[1]:
+        raise ValueError(f"lengths must be (B,) with B = {like.shape[1]}, got shape {tuple(lengths.shape)}")
+    return (torch.arange(steps, device=like.device).unsqueeze(1) < lengths.unsqueeze(0)).to(like.dtype)
+
+
+def _mean(values: Tensor, mask: Tensor | None) -> Tensor:
+    """Mean of ``values`` (T', B) or (T', B, H) over the entries ``mask`` (T', B) keeps."""
+    if mask is None:
+        return values.mean()
+    if values.dim() == 3:
+        mask = mask.unsqueeze(-1).expand_as(values)
+    return (values * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def ar(h: Tensor, alpha: float, lengths: Tensor | None = None) -> Tensor:
     """Activation regularization: ``alpha * mean(h^2)`` over all elements.
 
     Merity, McCann & Socher (2017), "Revisiting activation regularization for language RNNs";
-    AWD-LSTM applies it to the (dropped) output of the last layer. ``h``: (T, B, H).
+    AWD-LSTM applies it to the (dropped) output of the last layer. ``h``: (T, B, H). ``lengths``
+    (B,): padded batches average over each sequence's real steps only.
     """
     alpha = check_nonnegative("alpha", alpha)
     if alpha == 0.0:
         return _zero(h)
-    return alpha * h.pow(2).mean()
+    return alpha * _mean(h.pow(2), step_mask(lengths, h.shape[0], h))
 
 
-def tar(h: Tensor, beta: float) -> Tensor:
+def tar(h: Tensor, beta: float, lengths: Tensor | None = None) -> Tensor:
     """Temporal activation regularization: ``beta * mean((h_t - h_{t-1})^2)`` over t >= 1, B, H.
 
     Merity, McCann & Socher (2017); applied to the raw (undropped) output. ``h``: (T, B, H).
-    Returns 0 when T < 2 (no consecutive pair).
+    Returns 0 when T < 2 (no consecutive pair). ``lengths`` (B,): only pairs of real steps count,
+    so the drop to zero padding after a short sequence is not penalised.
     """
     beta = check_nonnegative("beta", beta)
     if beta == 0.0 or h.shape[0] < 2:
         return _zero(h)
-    return beta * (h[1:] - h[:-1]).pow(2).mean()
+    mask = step_mask(lengths, h.shape[0], h)
+    return beta * _mean((h[1:] - h[:-1]).pow(2), None if mask is None else mask[1:] * mask[:-1])
 
 
 def _norms(seq: Tensor, cost: str) -> Tensor:
@@ -53,7 +76,7 @@ def _norms(seq: Tensor, cost: str) -> Tensor:
 
 
 def norm_stabilizer(h: Tensor, beta: float, h0: Tensor | None = None, cost: str = "norm",
-                    target: float | None = None) -> Tensor:
+                    target: float | None = None, lengths: Tensor | None = None) -> Tensor:
     """Norm-stabilizer (Krueger & Memisevic 2016, "Regularizing RNNs by stabilizing activations").
 
     With ``n_t = ||h_t||_2`` over the last dim, eq. 1 of the paper is
@@ -74,7 +97,9 @@ def norm_stabilizer(h: Tensor, beta: float, h0: Tensor | None = None, cost: str 
       n_T the norm of ``h[-1]``.
 
     Args:
-        h: (T, B, H) hidden states. h0: optional (B, H) initial state.
+        h: (T, B, H) hidden states. h0: optional (B, H) initial state. lengths: optional (B,)
+            real steps per sequence of a padded batch: only pairs of real steps are compared
+            (``endpoints`` takes each sequence's last real step), and means run over them.
     Returns:
         A scalar; 0 (not nan) when there is no pair of steps to compare (T < 2 without h0).
     """
@@ -95,22 +120,27 @@ def norm_stabilizer(h: Tensor, beta: float, h0: Tensor | None = None, cost: str 
     if beta == 0.0 or h.shape[0] == 0:
         return _zero(h)
 
+    mask = step_mask(lengths, h.shape[0], h)  # (T, B) or None
     if cost == "target":
-        return beta * (_norms(h, cost) - target).pow(2).mean()
+        return beta * _mean((_norms(h, cost) - target).pow(2), mask)
     if cost == "endpoints":
         first = h[0] if h0 is None else h0  # (B, H)
-        return beta * (_norms(first, cost) - _norms(h[-1], cost)).pow(2).mean()
+        last = h[-1] if lengths is None else h[mask.sum(0).long().clamp_min(1) - 1, torch.arange(h.shape[1])]
+        return beta * (_norms(first, cost) - _norms(last, cost)).pow(2).mean()
 
     seq = h if h0 is None else torch.cat([h0.unsqueeze(0), h])  # (T, B, H) or (T + 1, B, H)
+    if mask is not None and h0 is not None:
+        mask = torch.cat([mask.new_ones(1, mask.shape[1]), mask])  # h0 is real: (T + 1, B)
+    pairs = None if mask is None else mask[1:] * mask[:-1]  # (T' - 1, B): both steps real
     if seq.shape[0] < 2:
         return _zero(h)
     if cost == "delta":
-        return beta * (seq[1:] - seq[:-1]).pow(2).sum(dim=-1).mean()
+        return beta * _mean((seq[1:] - seq[:-1]).pow(2).sum(dim=-1), pairs)
     n = _norms(seq, cost)  # (T', B)
     if cost == "relative":
         prev = n[:-1].clamp_min(torch.finfo(n.dtype).eps)
-        return beta * ((n[1:] - n[:-1]) / prev).pow(2).mean()
-    return beta * (n[1:] - n[:-1]).pow(2).mean()
+        return beta * _mean(((n[1:] - n[:-1]) / prev).pow(2), pairs)
+    return beta * _mean((n[1:] - n[:-1]).pow(2), pairs)
 
 
 def _params(params: Iterable[Tensor]) -> list[Tensor]:

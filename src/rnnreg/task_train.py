@@ -121,11 +121,11 @@ def train_task(config: Config, run: RunDir, *, resume: bool = False, task: Task 
             batch: Batch = to_device(task.train_batch(state.epoch, index, batch_size), device)
             out = task.forward(model, batch)
             main = task.loss(out, batch)
-            pen = config.penalties
-            ar = penalties.ar(out.dropped[-1], pen.ar)              # AR on the dropped output
-            tar = penalties.tar(out.raw[-1], pen.tar)               # TAR on the raw output
+            pen, lengths = config.penalties, task.lengths(batch)   # lengths: padded batches' real steps
+            ar = penalties.ar(out.dropped[-1], pen.ar, lengths)     # AR on the dropped output
+            tar = penalties.tar(out.raw[-1], pen.tar, lengths)      # TAR on the raw output
             norm = sum((penalties.norm_stabilizer(seq, pen.norm_stabilizer, None, pen.norm_stabilizer_cost,
-                                                  pen.norm_stabilizer_target)
+                                                  pen.norm_stabilizer_target, lengths)
                         for seq in _stabilized(config, out)), main.new_zeros(()))
             weight = penalties.elastic_net(model.parameters(), pen.l1, pen.l2) if pen.l1 or pen.l2 else main.new_zeros(())
             loss = main + ar + tar + norm + weight

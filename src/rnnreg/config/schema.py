@@ -113,6 +113,12 @@ class ModelConfig:
 TASKS = ("lm", "adding", "mnist", "missing", "clockwork", "seq2seq", "ctc")
 # Which model cells a task accepts beyond the rnnreg layers (lstm, gru, rnn, irnn).
 _TASK_CELLS = {"missing": ("grud",), "clockwork": ("clockwork",)}
+# ModelConfig options those single-layer cells do not have (rnnreg.models.grud_net / clockwork_net).
+_SINGLE_CELL_UNSUPPORTED = {
+    "grud": ("input_p", "hidden_p", "dropout", "weight_p", "weight_noise_std", "zoneout_c_p", "peepholes",
+             "forget_bias"),
+    "clockwork": ("hidden_p", "dropout", "weight_p", "weight_noise_std", "zoneout_c_p", "peepholes",
+                  "forget_bias")}
 
 
 @dataclass(frozen=True)
@@ -291,4 +297,11 @@ class Config:
             lm_only["model.embed_p"] = m.embed_p  # only seq2seq embeds tokens
         used = [name for name, value in lm_only.items() if value]
         _require(not used, f"{', '.join(used)} apply to language models, not to task.kind = {kind!r}")
+        if m.cell in _SINGLE_CELL_UNSUPPORTED:
+            # GRU-D and the Clockwork RNN are one recurrent layer of their own with a read-out.
+            unsupported = {"model.num_layers": m.num_layers != 1, "model.hidden_sizes": bool(m.hidden_sizes),
+                           **{f"model.{name}": bool(getattr(m, name)) for name in _SINGLE_CELL_UNSUPPORTED[m.cell]}}
+            used = [name for name, on in unsupported.items() if on]
+            _require(not used, f"model.cell = {m.cell!r} is one layer without {', '.join(used)}; "
+                     f"remove {'it' if len(used) == 1 else 'them'}")
 

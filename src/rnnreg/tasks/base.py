@@ -86,6 +86,11 @@ class Task(ABC):
         """One line for the progress display, e.g. "adding problem, T=100"."""
         return self.name
 
+    def lengths(self, batch: Batch) -> Tensor | None:
+        """(B,) real steps of each sequence in the model's hidden states (``SequenceOutput.raw``)
+        of a padded batch, so the penalties skip the padding; None when every step is real."""
+        return None
+
 
 def check_split(split: str) -> str:
     if split not in SPLITS:
