@@ -94,7 +94,8 @@ def test_generate_refuses_a_task_run_and_settings_that_do_not_apply(tmp_path, ca
     capsys.readouterr()
     assert main(["generate", str(tmp_path / "adding-quick")]) == 2
     assert "samples from language models" in capsys.readouterr().err
-    assert main(["train", "adding-quick", "model.tie_weights=true", f"train.out_dir={tmp_path / 'x'}"]) == 2
+    # Overrides may follow options (argparse alone would stop the list at --quiet).
+    assert main(["train", "adding-quick", "--quiet", "model.tie_weights=true", f"train.out_dir={tmp_path / 'x'}"]) == 2
     err = capsys.readouterr().err.strip()
     assert "apply to language models" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x").exists()

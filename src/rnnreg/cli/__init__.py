@@ -73,8 +73,21 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
             MetricsFormatError, RunPlotError)
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """Parse, letting section.key=value overrides come after options too (``rnnreg train PRESET
+    --quiet train.epochs=2``): argparse stops a positional list at the first option."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    target = "args" if hasattr(args, "args") else "overrides" if hasattr(args, "overrides") else None
+    if extra and (target is None or any(item.startswith("-") or "=" not in item for item in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        setattr(args, target, [*getattr(args, target), *extra])
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parse(argv)
     level = logging.INFO if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
