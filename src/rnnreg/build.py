@@ -13,7 +13,8 @@ from .models import RNNLanguageModel, SurprisalZoneoutLM
 from .optim import build_optimizer, build_scheduler
 
 # Config fields that are not constructor arguments of the model.
-_MODEL_ONLY = ("surprisal_zoneout", "surprisal_temperature", "bidirectional", "clockwork_periods")
+_MODEL_ONLY = ("surprisal_zoneout", "surprisal_temperature", "bidirectional", "clockwork_periods",
+               "attention")
 
 
 def build_corpus(data: DataConfig) -> Corpus:

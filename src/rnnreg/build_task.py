@@ -45,7 +45,7 @@ def build_task(config: Config) -> Task:
     if t.kind == "seq2seq":
         from .tasks.seq2seq import Seq2SeqTask
         return Seq2SeqTask(t.problem, min_length=t.min_length, max_length=t.max_length,
-                           num_symbols=t.num_symbols, train_size=t.train_size or 20_000,
+                           num_symbols=t.num_symbols, train_size=t.train_size,
                            valid_size=t.valid_size, test_size=t.test_size, data_seed=t.data_seed,
                            beam_size=t.beam_size)
     if t.kind == "ctc":
@@ -69,8 +69,9 @@ def build_task_model(config: Config, task: Task) -> nn.Module:
     cells = config.penalties.norm_stabilizer > 0 and config.penalties.norm_stabilizer_on == "cell"
     if task.head == "seq2seq":
         from .models.seq2seq import Seq2Seq
-        return Seq2Seq(task.input_size, task.output_size, embedding_size=m.embedding_size,
-                       embed_p=m.embed_p, **layer)
+        return Seq2Seq(task.input_size, task.output_size, embedding_size=m.embedding_size, embed_p=m.embed_p,
+                       hidden_sizes=tuple(m.hidden_sizes) or None, attention=m.attention,
+                       init_range=m.init_range, return_cells=cells, **layer)
     if m.cell == "grud":
         from .models.grud_net import GRUDNet
         return GRUDNet(task.input_size, task.output_size, x_mean=task.x_mean, hidden_size=m.hidden_size,

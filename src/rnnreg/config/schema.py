@@ -89,6 +89,7 @@ class ModelConfig:
     surprisal_temperature: float = 1.0
     bidirectional: bool = False        # sequence tasks: read both ways (CTC tagging)
     clockwork_periods: tuple[int, ...] = ()  # cell = clockwork: one period per module (Koutnik 2014)
+    attention: str = "none"            # seq2seq: none | dot (Luong et al. 2015 dot attention)
 
     def __post_init__(self) -> None:
         _check(self, "model")
@@ -97,6 +98,7 @@ class ModelConfig:
         _choice("model.nonlinearity", self.nonlinearity, ("tanh", "relu", "trec"))
         _choice("model.recurrent_init", self.recurrent_init, ("default", "identity"))
         _choice("model.implementation", self.implementation, ("auto", "fused", "stepwise", "reference"))
+        _choice("model.attention", self.attention, ("none", "dot"))
         for name in ("embedding_size", "hidden_size", "num_layers"):
             _require(getattr(self, name) >= 1, f"model.{name} must be >= 1, got {getattr(self, name)}")
         _require(not self.hidden_sizes or len(self.hidden_sizes) == self.num_layers,
@@ -283,6 +285,8 @@ class Config:
         _require(self.task.kind in ("adding", "mnist", "ctc") or not self.model.bidirectional,
                  f"model.bidirectional needs a task that reads whole sequences before answering "
                  f"(adding, mnist, ctc), not {self.task.kind!r}")
+        _require(self.model.attention == "none" or self.task.kind == "seq2seq",
+                 "model.attention applies to task.kind = 'seq2seq' only")
         if self.task.kind != "lm":
             self._check_task_settings()
         bad = [i for i in self.penalties.norm_stabilizer_layers if not 0 <= i < self.model.num_layers]
