@@ -73,7 +73,7 @@ def test_presets_list_and_show(capsys):
     assert 'weight_p = 0.5' in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command", ["train", "eval", "generate", "presets", "plot", "report", "demo", "kernels"])
+@pytest.mark.parametrize("command", ["train", "eval", "generate", "presets", "plot", "report", "kernels"])
 def test_help_everywhere(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])

@@ -9,29 +9,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 
-from .common import UsageError, prepare_extension, say
+from .common import UsageError, prepare_extension
 
 EXIT_USAGE = 2
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from ..demo import BASELINE_MSE, run_demo
-
-    if args.steps < 1 or args.seq_len < 2:
-        raise UsageError("--steps must be >= 1 and --seq-len >= 2")
-    prepare_extension()
-    say(f"adding problem, T={args.seq_len}: LSTM with zoneout (h 0.05, c 0.3), weight drop 0.1 "
-        f"and the norm-stabilizer; always answering 1 scores MSE {BASELINE_MSE}")
-    start = time.perf_counter()
-    last = None
-    for last in run_demo(steps=args.steps, seq_len=args.seq_len, seed=args.seed):
-        say(f"step {last.step:5d}  train mse {last.mse:.4f}  valid mse {last.valid_mse:.4f}  "
-            f"({time.perf_counter() - start:.0f} s)")
-    verdict = "below" if last.valid_mse < BASELINE_MSE else "not yet below"
-    say(f"final valid mse {last.valid_mse:.4f}: {verdict} the {BASELINE_MSE} baseline")
-    return 0
 
 
 def _kernels(args: argparse.Namespace) -> int:
@@ -42,19 +23,14 @@ def build_parser() -> argparse.ArgumentParser:
     from . import info_cmds, run_cmds, train_cmd
 
     parser = argparse.ArgumentParser(
-        prog="rnnreg", description="Regularized recurrent neural networks: train, evaluate and sample "
-                                   "language models, and reproduce the papers' presets.",
+        prog="rnnreg", description="Regularized recurrent neural networks: train and evaluate language models "
+                                   "and sequence tasks (adding, MNIST, GRU-D, Clockwork, seq2seq, CTC), and reproduce the papers' presets.",
         epilog="Start with `rnnreg train` (the quickstart preset on bundled Tiny Shakespeare).")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train_cmd.add_parser(sub)
     run_cmds.add_parsers(sub)
     info_cmds.add_parsers(sub)
-    demo = sub.add_parser("demo", help="train a regularized LSTM on the adding problem (under a minute)")
-    demo.add_argument("--steps", type=int, default=1000, help="training steps (default 1000)")
-    demo.add_argument("--seq-len", type=int, default=50, help="sequence length T (default 50)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.set_defaults(func=_demo)
     kernels = sub.add_parser("kernels", help="build (once) and check the fast stepwise C++ kernel")
     kernels.set_defaults(func=_kernels)
     return parser
