@@ -26,7 +26,7 @@ def tiny_overrides(name: str, out) -> list[str]:
     if config.model.hidden_sizes:
         extra.append(f"model.hidden_sizes={[8] * len(config.model.hidden_sizes)}")
     if kind == "mnist":
-        extra += [f"data.path={shared_data('mnist')}", "task.train_size=64", "task.valid_size=8"]
+        extra += [f"data.path={shared_data() / 'mnist'}", "task.train_size=64", "task.valid_size=8"]
     elif kind in ("adding", "missing", "seq2seq", "ctc"):
         extra += ["task.train_size=16"]
     if kind in ("adding", "missing"):
@@ -75,7 +75,8 @@ def test_stopped_task_run_resumes_from_the_cli(tmp_path, capsys, monkeypatch):
 
     import rnnreg.cli.train_cmd as train_cmd
 
-    args = ["train", "--quiet", "adding-quick", *tiny_overrides("adding-quick", tmp_path), "train.max_steps=8"]
+    args = ["train", "--quiet", "adding-quick", *tiny_overrides("adding-quick", tmp_path), "train.max_steps=8",
+            "train.epochs=3"]
     monkeypatch.setattr(train_cmd, "_stop_on_signals", lambda: contextlib.nullcontext(StopAfter(5)))
     assert main(args) == 0
     run = tmp_path / "adding-quick"

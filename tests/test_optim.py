@@ -92,23 +92,28 @@ def _model() -> torch.nn.Linear:
 
 
 @pytest.mark.parametrize("name,cls", [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam),
-                                      ("asgd", torch.optim.ASGD), ("nt_asgd", NTASGD)])
+                                      ("rmsprop", torch.optim.RMSprop), ("asgd", torch.optim.ASGD),
+                                      ("nt_asgd", NTASGD)])
 def test_build_optimizer_types_and_settings(name: str, cls: type) -> None:
-    momentum = 0.9 if name in ("sgd", "nt_asgd") else 0.0
+    momentum = 0.9 if name in ("sgd", "rmsprop", "nt_asgd") else 0.0
     opt = build_optimizer(name, _model().parameters(), lr=0.3, momentum=momentum,
-                          weight_decay=1e-4, nonmono=3, trigger_rule="paper", asgd_t0=7)
+                          weight_decay=1e-4, nonmono=3, trigger_rule="paper", asgd_t0=7, rmsprop_alpha=0.5)
     assert type(opt) is cls
     group = opt.param_groups[0]
     assert (group["lr"], group["weight_decay"]) == (0.3, 1e-4)
     if name == "asgd":
         assert (group["lambd"], group["t0"]) == (0.0, 7)
+    if name == "rmsprop":
+        assert (group["alpha"], group["momentum"]) == (0.5, 0.9)
     if name == "nt_asgd":
         assert (opt.trigger.n, opt.trigger.rule, group["momentum"]) == (3, "paper", 0.9)
 
 
 def test_build_optimizer_rejects_unknown_name_and_stray_momentum() -> None:
-    with pytest.raises(ValueError, match="^name .*'sgd'.*'adam'.*'asgd'.*'nt_asgd'"):
-        build_optimizer("rmsprop", _model().parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="^name .*'sgd'.*'adam'.*'rmsprop'.*'asgd'.*'nt_asgd'"):
+        build_optimizer("adagrad", _model().parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="^rmsprop_alpha "):
+        build_optimizer("rmsprop", _model().parameters(), lr=0.1, rmsprop_alpha=1.0)
     with pytest.raises(ValueError, match="^momentum "):
         build_optimizer("adam", _model().parameters(), lr=0.1, momentum=0.9)
     with pytest.raises(ValueError, match="^lr "):

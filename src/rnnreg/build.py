@@ -33,7 +33,8 @@ def build_model(model: ModelConfig, vocab_size: int, *, return_cells: bool = Fal
 def build_training_optimizer(optim: OptimConfig, params: Iterable[nn.Parameter]):
     return build_optimizer(optim.optimizer, params, lr=optim.lr, momentum=optim.momentum,
                            weight_decay=optim.weight_decay, betas=tuple(optim.betas),
-                           nonmono=optim.nonmono, trigger_rule=optim.trigger_rule)
+                           nonmono=optim.nonmono, trigger_rule=optim.trigger_rule,
+                           rmsprop_alpha=optim.rmsprop_alpha)
 
 
 def build_lr_schedule(optim: OptimConfig, optimizer):

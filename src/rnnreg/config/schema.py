@@ -181,11 +181,12 @@ class PenaltyConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    optimizer: str = "nt_asgd"         # sgd | adam | asgd | nt_asgd
+    optimizer: str = "nt_asgd"         # sgd | adam | rmsprop | asgd | nt_asgd
     lr: float = 30.0
     momentum: float = 0.0
     weight_decay: float = 1.2e-6
     betas: tuple[float, float] = (0.9, 0.999)
+    rmsprop_alpha: float = 0.99        # rmsprop: decay of the squared-gradient average
     clip: float = 0.25                 # max gradient norm; 0 turns clipping off
     nonmono: int = 5                   # NT-ASGD's non-monotone interval n
     trigger_rule: str = "code"         # code (awd-lstm-lm) | paper (Merity et al. 2017, Alg. 1)
@@ -195,7 +196,8 @@ class OptimConfig:
     plateau_patience: int = 0
 
     def __post_init__(self) -> None:
-        _choice("optim.optimizer", self.optimizer, ("sgd", "adam", "asgd", "nt_asgd"))
+        _choice("optim.optimizer", self.optimizer, ("sgd", "adam", "rmsprop", "asgd", "nt_asgd"))
+        _require(0.0 < self.rmsprop_alpha < 1.0, f"optim.rmsprop_alpha must be in (0, 1), got {self.rmsprop_alpha}")
         _choice("optim.trigger_rule", self.trigger_rule, ("code", "paper"))
         _choice("optim.schedule", self.schedule, ("none", "zaremba", "plateau"))
         _require(self.lr > 0.0, f"optim.lr must be > 0, got {self.lr}")
