@@ -52,7 +52,7 @@ def test_every_task_preset_trains_evaluates_and_plots(name, tmp_path, capsys):
     evals = [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "eval"]
     assert evals[-1]["split"] == "test" and metric in evals[-1]
     assert main(["eval", str(run), "--split", "valid"]) == 0
-    assert f"valid: loss" in capsys.readouterr().out
+    assert "valid: loss" in capsys.readouterr().out
     assert main(["plot", str(run), "--norm-steps", "20"]) == 0
     written = capsys.readouterr().out
     for png in ("curves.png", "lr.png", "hidden_norms.png"):

@@ -15,13 +15,7 @@ from rnnreg.layers.grud import GRUD, GRUDNoise
 T, B, D, H = 6, 3, 4, 5
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny step loops: a second thread only adds synchronisation (and spins on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def inputs(seed=0, steps=T, batch=B, features=D, observed_p=0.5):

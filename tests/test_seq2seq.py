@@ -14,13 +14,7 @@ REGULARIZERS = dict(embed_p=0.2, input_p=0.2, hidden_p=0.2, output_p=0.2, dropou
                     recurrent_dropout=0.2, weight_noise_std=0.05)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny step loops: a second thread only adds synchronisation (and spins on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make(seed: int = 0, **kw) -> Seq2Seq:

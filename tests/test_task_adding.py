@@ -14,13 +14,7 @@ from rnnreg.tasks.adding import AddingTask, adding_batch
 from rnnreg.tasks.base import SequenceOutput
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny step loops: a second thread only adds synchronisation (and spins on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gen(seed: int) -> torch.Generator:

@@ -16,13 +16,7 @@ from rnnreg.tasks.ctc_base import pad_ctc_batch
 from rnnreg.tasks.ctc_synthetic import ctc_example, duration_range, label_prototypes
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: a second thread only adds synchronisation (and spins on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_task(**kw) -> CTCTask:

@@ -14,13 +14,7 @@ from rnnreg.tasks.missing import MissingValuesTask, binary_auc
 from rnnreg.tasks.synthetic_missing import make_missing_benchmark
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny step loops: a second thread only adds synchronisation (and spins on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_task(**kw):

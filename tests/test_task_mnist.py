@@ -16,13 +16,7 @@ from rnnreg.tasks.base import SequenceOutput
 from rnnreg.tasks.mnist import PixelMNISTTask
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny step loops: a second thread only adds synchronisation (and spins on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fake_mnist(n_train: int = 30, n_test: int = 12, seed: int = 0):

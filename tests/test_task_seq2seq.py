@@ -14,13 +14,7 @@ from rnnreg.tasks.seq2seq_tasks import (ALPHABET, BOS, EOS, PAD, CharVocab, prob
                                         to_batch)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny step loops: a second thread only adds synchronisation (and spins on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def pairs(problem, count=200, seed=0, **kw):

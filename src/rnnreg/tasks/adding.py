@@ -27,14 +27,13 @@ its split generator.
 
 from __future__ import annotations
 
-import math
 from typing import Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Batch, SequenceOutput, Task, batch_generator, check_positive, check_split, split_generator
+from .base import Batch, EpochOrder, SequenceOutput, Task, batch_generator, check_positive, check_split, split_generator
 
 BASELINE_ANSWER = 1.0  # E[U1 + U2] for two independent U[0, 1) values
 
@@ -88,15 +87,13 @@ class AddingTask(Task):
         self._eval = {split: adding_batch(check_positive(f"{split}_size", size), seq_len,
                                           split_generator(data_seed, split))
                       for split, size in (("valid", valid_size), ("test", test_size))}
-        self._order: tuple[int, Tensor] | None = None  # (epoch, its permutation), a cache
+        self._order = EpochOrder(self.train_size, data_seed)
 
     def num_train_batches(self, batch_size: int) -> int:
-        return math.ceil(self.train_size / check_positive("batch_size", batch_size))
+        return self._order.num_batches(batch_size)
 
     def train_batch(self, epoch: int, index: int, batch_size: int) -> Batch:
-        if not 0 <= index < self.num_train_batches(batch_size):
-            raise ValueError(f"index must be in [0, {self.num_train_batches(batch_size)}), got {index}")
-        chosen = self._epoch_order(epoch)[index * batch_size:(index + 1) * batch_size]
+        chosen = self._order.indices(epoch, index, batch_size)
         pairs = [self._train_example(int(i)) for i in chosen]
         x = torch.cat([p[0] for p in pairs], dim=1)  # (T, B, 2)
         y = torch.cat([p[1] for p in pairs])  # (B,)
@@ -132,13 +129,6 @@ class AddingTask(Task):
 
     def describe(self) -> str:
         return f"adding problem, T={self.seq_len}, {self.train_size} training sequences"
-
-    def _epoch_order(self, epoch: int) -> Tensor:
-        """The order in which ``epoch`` visits the training set (index -1 is never a batch's)."""
-        if self._order is None or self._order[0] != epoch:
-            generator = batch_generator(self.data_seed, epoch, -1)
-            self._order = (epoch, torch.randperm(self.train_size, generator=generator))
-        return self._order[1]
 
     def _train_example(self, i: int) -> tuple[Tensor, Tensor]:
         """Training example ``i``: x (T, 1, 2), y (1,). Epoch -1 is never a training epoch and the

@@ -128,3 +128,27 @@ def to_device(batch: Batch, device: torch.device | str) -> Batch:
 def on_device(batches: Iterable[Batch], device: torch.device | str) -> Iterator[Batch]:
     """Batches moved to ``device`` one at a time, as they are consumed."""
     return (to_device(batch, device) for batch in batches)
+
+
+class EpochOrder:
+    """Which examples of a fixed training set of ``size`` batch ``index`` of ``epoch`` holds.
+
+    Each epoch visits the set in its own order, a permutation drawn from
+    ``batch_generator(seed, epoch, -1)`` (index -1 is never a batch's), cached for the epoch in
+    progress; so a batch is a pure function of (seed, epoch, index), as exact resume needs.
+    """
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.size, self.seed = check_positive("size", size), seed
+        self._cached: tuple[int, Tensor] | None = None
+
+    def num_batches(self, batch_size: int) -> int:
+        return -(-self.size // check_positive("batch_size", batch_size))
+
+    def indices(self, epoch: int, index: int, batch_size: int) -> Tensor:
+        """(B,) example indices of the batch; the last batch of an epoch may be short."""
+        if not 0 <= index < self.num_batches(batch_size):
+            raise ValueError(f"index must be in [0, {self.num_batches(batch_size)}), got {index}")
+        if self._cached is None or self._cached[0] != epoch:
+            self._cached = (epoch, torch.randperm(self.size, generator=batch_generator(self.seed, epoch, -1)))
+        return self._cached[1][index * batch_size:(index + 1) * batch_size]

@@ -10,13 +10,10 @@ function of the seed and its arguments (exact resume).
 
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 
-import torch
-from torch import Tensor
 
-from .base import Batch, batch_generator, check_positive, split_generator
+from .base import Batch, EpochOrder, batch_generator, check_positive, split_generator
 from .ctc_base import CTCLabellingTask, Example, pad_ctc_batch
 from .ctc_synthetic import ctc_example, label_prototypes
 
@@ -56,14 +53,13 @@ class CTCTask(CTCLabellingTask):
         self.prototypes = label_prototypes(num_symbols, num_features, batch_generator(data_seed, -2, 0))
         self._eval: dict[str, list[Example]] = {}
         self._example = lru_cache(maxsize=train_size)(self._make_train_example)
+        self._order = EpochOrder(train_size, data_seed)
 
     def num_train_batches(self, batch_size: int) -> int:
-        return math.ceil(self.train_size / check_positive("batch_size", batch_size))
+        return self._order.num_batches(batch_size)
 
     def train_batch(self, epoch: int, index: int, batch_size: int) -> Batch:
-        if not 0 <= index < self.num_train_batches(batch_size):
-            raise ValueError(f"index must be in [0, {self.num_train_batches(batch_size)}), got {index}")
-        chosen = self._epoch_order(epoch)[index * batch_size:(index + 1) * batch_size]
+        chosen = self._order.indices(epoch, index, batch_size)
         return pad_ctc_batch([self._example(int(i)) for i in chosen])
 
     def eval_examples(self, split: str) -> list[Example]:
@@ -77,9 +73,6 @@ class CTCTask(CTCLabellingTask):
         o = self.options
         return (f"CTC labelling, {self.num_symbols} symbols, {o['min_length']}-{o['max_length']} labels "
                 f"of ~{o['frames_per_label']} frames, noise {o['noise_std']}, {self.train_size} training sequences")
-
-    def _epoch_order(self, epoch: int) -> Tensor:
-        return torch.randperm(self.train_size, generator=batch_generator(self.data_seed, epoch, -1))
 
     def _make_train_example(self, i: int) -> Example:
         return ctc_example(self.prototypes, batch_generator(self.data_seed, -1, i), **self.options)

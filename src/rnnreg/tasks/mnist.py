@@ -18,7 +18,6 @@ the 10,000 test images. Each epoch visits the training images in an order seeded
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -27,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.mnist import load_mnist
-from .base import Batch, SequenceOutput, Task, batch_generator, check_positive, check_split
+from .base import Batch, EpochOrder, SequenceOutput, Task, check_positive, check_split
 
 PIXELS = 28 * 28
 
@@ -65,7 +64,7 @@ class PixelMNISTTask(Task):
         self._splits = {"train": (images_train[:used], labels_train[:used].long()),
                         "valid": (images_train[available:], labels_train[available:].long()),
                         "test": (images_test, labels_test.long())}
-        self._order: tuple[int, Tensor] | None = None  # (epoch, its permutation), a cache
+        self._order = EpochOrder(used, data_seed)
 
     @classmethod
     def from_source(cls, path: str | Path | None = None, *, cache_dir: str | Path | None = None,
@@ -81,12 +80,10 @@ class PixelMNISTTask(Task):
         return self._splits["train"][1].shape[0]
 
     def num_train_batches(self, batch_size: int) -> int:
-        return math.ceil(self.train_size / check_positive("batch_size", batch_size))
+        return self._order.num_batches(batch_size)
 
     def train_batch(self, epoch: int, index: int, batch_size: int) -> Batch:
-        if not 0 <= index < self.num_train_batches(batch_size):
-            raise ValueError(f"index must be in [0, {self.num_train_batches(batch_size)}), got {index}")
-        chosen = self._epoch_order(epoch)[index * batch_size:(index + 1) * batch_size]
+        chosen = self._order.indices(epoch, index, batch_size)
         images, labels = self._splits["train"]
         return self._batch(images[chosen], labels[chosen])
 
@@ -125,13 +122,6 @@ class PixelMNISTTask(Task):
         if self.permutation is not None:
             pixels = pixels[:, self.permutation]
         return {"x": pixels.t().unsqueeze(-1).contiguous(), "y": labels}  # (784, B) -> (784, B, 1)
-
-    def _epoch_order(self, epoch: int) -> Tensor:
-        """The order in which ``epoch`` visits the training images (index -1 is never a batch's)."""
-        if self._order is None or self._order[0] != epoch:
-            generator = batch_generator(self.data_seed, epoch, -1)
-            self._order = (epoch, torch.randperm(self.train_size, generator=generator))
-        return self._order[1]
 
 
 def _flat_images(name: str, images: Tensor, labels: Tensor) -> Tensor:
