@@ -142,6 +142,26 @@ def test_plot_hidden_norms_lines_and_bands(tmp_path):
     _assert_png(out)
 
 
+def test_padded_steps_are_left_out_of_mean_and_band(tmp_path, monkeypatch):
+    """Sequences of a padded batch end at different steps; nan marks the padding."""
+    import matplotlib.axes
+
+    drawn = []
+    real_plot = matplotlib.axes.Axes.plot
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", lambda ax, x, y, *a, **k: (drawn.append(y), real_plot(ax, x, y, *a, **k))[1])
+    norms = torch.tensor([[1.0, 3.0], [2.0, float("nan")], [4.0, float("nan")]])  # (T, B)
+    _assert_png(plot_hidden_norms({"layer 1": norms}, tmp_path / "norms.png"))
+    assert drawn == [[2.0, 2.0, 4.0]]
+
+
+def test_smoothing_of_a_short_log_follows_the_loss():
+    from rnnreg.plot_style import ema
+
+    falling = [1.0] * 10 + [0.01] * 50                 # 60 logged steps: the loss drops at record 10
+    assert ema(falling)[20] < 0.05                     # a fixed 0.9 EMA would still be at ~0.35
+    assert ema([1.0, float("nan"), 3.0])[1] == 1.0     # gaps are skipped, not spread
+
+
 def test_plot_hidden_norms_argument_errors(tmp_path):
     with pytest.raises(ValueError, match="norms"):
         plot_hidden_norms({}, tmp_path / "x.png")

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-SMOOTHING = 0.9  # EMA weight for the train curve; step losses of one batch are noisy
+SMOOTHING = 0.9  # the most EMA weight for the train curve; step losses of one batch are noisy
 
 
 
@@ -33,11 +33,14 @@ def finite(x: Any) -> float:
 
 def ema(values: list[float]) -> list[float]:
     # Bias-corrected exponential moving average that skips gaps (nan) instead of spreading them.
+    # Its window is at most a 30th of the records (and 10 records), so a short log is not
+    # smoothed into a curve that lags the falling loss by a large part of the run.
+    smoothing = min(SMOOTHING, 1.0 - 30.0 / max(len(values), 30))
     out, avg, weight = [], 0.0, 0.0
     for v in values:
         if not math.isnan(v):
-            avg = SMOOTHING * avg + (1 - SMOOTHING) * v
-            weight = SMOOTHING * weight + (1 - SMOOTHING)
+            avg = smoothing * avg + (1 - smoothing) * v
+            weight = smoothing * weight + (1 - smoothing)
         out.append(avg / weight if weight else math.nan)
     return out
 

@@ -201,7 +201,8 @@ def plot_hidden_norms(norms: dict[str, Tensor | list], path: str | os.PathLike, 
 
     In the style of Krueger & Memisevic (2016), Fig. 3, which shows how the norm-stabilizer
     keeps hidden norms flat over time. Each value is (T,) (a line) or (T, B) (the batch mean as
-    a line with the 10th-90th percentile band across sequences).
+    a line with the 10th-90th percentile band across sequences); nan values (the padded steps of
+    shorter sequences) are left out of the mean and the band.
     """
     if not isinstance(norms, dict) or not norms:
         raise ValueError("norms must be a non-empty dict of layer name -> (T,) or (T, B) norms")
@@ -212,10 +213,10 @@ def plot_hidden_norms(norms: dict[str, Tensor | list], path: str | os.PathLike, 
             raise ValueError(f"norms[{layer!r}] must have shape (T,) or (T, B) with T > 0, "
                              f"got {tuple(v.shape)}")
         t = list(range(1, v.shape[0] + 1))
-        mean = v if v.dim() == 1 else v.mean(dim=1)  # (T, B) -> (T,)
+        mean = v if v.dim() == 1 else v.nanmean(dim=1)  # (T, B) -> (T,); nan: padded steps
         ax.plot(t, mean.tolist(), color=f"C{i}", label=str(layer))
         if v.dim() == 2 and v.shape[1] > 1:
-            low, high = torch.quantile(v, torch.tensor([0.1, 0.9], dtype=v.dtype), dim=1)  # (2, T)
+            low, high = torch.nanquantile(v, torch.tensor([0.1, 0.9], dtype=v.dtype), dim=1)  # (2, T)
             ax.fill_between(t, low.tolist(), high.tolist(), color=f"C{i}", alpha=0.2, linewidth=0)
     ax.set_xlabel("time step t")
     ax.set_ylabel(r"hidden-state norm $\|h_t\|_2$")

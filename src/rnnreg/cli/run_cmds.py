@@ -158,7 +158,12 @@ def _plot_task_norms(run, out, steps, hidden_norms, plot_hidden_norms):
     batch = next(iter(trained.task.eval_batches("valid", 16)))
     with torch.no_grad():
         raw = [h[:steps] for h in trained.task.forward(trained.model, batch).raw]  # (T, B, H) each
+    norms = hidden_norms(raw)                                                      # (T, B) each
+    lengths = trained.task.lengths(batch)
+    if lengths is not None:                    # padding is no state: leave it out of the bands
+        padded = torch.arange(raw[0].shape[0]).unsqueeze(1) >= lengths.unsqueeze(0)  # (T, B)
+        norms = {layer: values.masked_fill(padded, float("nan")) for layer, values in norms.items()}
     path = out / "hidden_norms.png"
-    plot_hidden_norms(hidden_norms(raw), path,
+    plot_hidden_norms(norms, path,
                       title=f"{trained.config.name}: hidden-state norm per layer over {raw[0].shape[0]} steps")
     return path

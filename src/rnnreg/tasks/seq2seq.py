@@ -88,6 +88,10 @@ class Seq2SeqTask(Task):
     def forward(self, model: nn.Module, batch: Batch) -> SequenceOutput:
         return model(batch["source"], batch["source_lengths"], batch["target_in"], batch["target_lengths"])
 
+    def lengths(self, batch: Batch) -> Tensor:
+        """Decoder steps per sequence: the raw / dropped states are the decoder's."""
+        return batch["target_lengths"]
+
     def loss(self, output: SequenceOutput, batch: Batch) -> Tensor:
         """Mean cross-entropy over the real target tokens (EOS included, PAD not)."""
         logits = output.prediction
