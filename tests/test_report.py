@@ -148,3 +148,16 @@ def test_empty_root_and_argument_errors(tmp_path):
         collect_runs(tmp_path / "missing")
     with pytest.raises(TypeError, match="rows"):
         format_report([{"run": "x"}])
+
+
+def test_task_metrics_keep_their_significant_digits(tmp_path):
+    """A task's MSE of 1e-4 must not print as 0.00 (ppl and accuracy keep two decimals)."""
+    from rnnreg.config import Reference
+    from rnnreg.report import RunRow, format_report
+
+    rows = [RunRow("adding", tmp_path, "adding-quick", "mse", 0.000126, 0.000112, "finished", 2),
+            RunRow("pmnist", tmp_path, "zoneout-pmnist", "accuracy", 60.2, 56.99, "finished", 1,
+                   (Reference("paper", test=95.9),))]
+    text = format_report(rows)
+    assert "0.000126" in text and "0.000112" in text
+    assert "56.99" in text and "95.90" in text and "-38.91" in text

@@ -3,8 +3,8 @@
 from .loading import (apply_overrides, config_from_dict, config_to_dict, dump_config, load_config,
                       preset_names, preset_text)
 from .schema import (Config, ConfigError, DataConfig, ExpectConfig, ModelConfig, OptimConfig,
-                     PenaltyConfig, Reference, TrainConfig)
+                     PenaltyConfig, Reference, TaskConfig, TrainConfig)
 
 __all__ = ["Config", "ConfigError", "DataConfig", "ExpectConfig", "ModelConfig", "OptimConfig",
-           "PenaltyConfig", "Reference", "TrainConfig", "apply_overrides", "config_from_dict",
+           "PenaltyConfig", "Reference", "TaskConfig", "TrainConfig", "apply_overrides", "config_from_dict",
            "config_to_dict", "dump_config", "load_config", "preset_names", "preset_text"]
