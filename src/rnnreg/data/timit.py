@@ -84,7 +84,8 @@ def _children(folder: Path) -> dict[str, Path]:
 def timit_root(root: str | Path | None) -> Path:
     """The folder holding TRAIN and TEST: ``root`` itself or its one child that does."""
     if root is None or str(root) == "":
-        raise DataError("TIMIT (LDC93S1) is licensed and never downloaded: give the folder of your copy")
+        raise DataError("TIMIT (LDC93S1) is licensed and never downloaded: pass the folder of your copy "
+                        "(the LDC layout, with TRAIN and TEST) as data.path=DIR")
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"TIMIT folder {root} does not exist")
