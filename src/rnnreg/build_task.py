@@ -10,7 +10,7 @@ import dataclasses
 
 from torch import nn
 
-from .config import Config, ModelConfig
+from .config import Config, ModelConfig, TaskConfig
 from .tasks.base import Task
 
 # ModelConfig fields the sequence models take as they are (the rest are language-model only,
@@ -26,7 +26,7 @@ def build_task(config: Config) -> Task:
     t, d = config.task, config.data
     if t.kind == "adding":
         from .tasks.adding import AddingTask
-        return AddingTask(seq_len=t.seq_len, train_size=t.train_size or 100_000, valid_size=t.valid_size,
+        return AddingTask(seq_len=t.seq_len, valid_size=t.valid_size, **_train_size(t),
                           test_size=t.test_size, data_seed=t.data_seed)
     if t.kind == "mnist":
         from .tasks.mnist import PixelMNISTTask
@@ -41,7 +41,7 @@ def build_task(config: Config) -> Task:
                                                     data_seed=t.data_seed)
     if t.kind == "clockwork":
         from .tasks.signal_generation import SignalGenerationTask
-        return SignalGenerationTask(seq_len=t.seq_len, train_size=t.train_size or 50, data_seed=t.data_seed)
+        return SignalGenerationTask(seq_len=t.seq_len, data_seed=t.data_seed, **_train_size(t))
     if t.kind == "seq2seq":
         from .tasks.seq2seq import Seq2SeqTask
         return Seq2SeqTask(t.problem, min_length=t.min_length, max_length=t.max_length,
@@ -55,7 +55,7 @@ def build_task(config: Config) -> Task:
                              data_seed=t.data_seed, beam_size=t.beam_size)
         from .tasks.ctc import CTCTask
         return CTCTask(num_symbols=t.num_symbols, num_features=t.num_features, min_length=t.min_length,
-                       max_length=t.max_length, frames_per_label=t.seq_len, train_size=t.train_size or 10_000,
+                       max_length=t.max_length, frames_per_label=t.seq_len, **_train_size(t),
                        valid_size=t.valid_size, test_size=t.test_size, data_seed=t.data_seed,
                        beam_size=t.beam_size)
     raise ValueError(f"task.kind {t.kind!r} is not a sequence task")
@@ -89,6 +89,11 @@ def build_task_model(config: Config, task: Task) -> nn.Module:
     hidden_sizes = tuple(m.hidden_sizes) or None
     return SequenceNet(task.input_size, task.output_size, head=task.head, bidirectional=m.bidirectional,
                        hidden_sizes=hidden_sizes, return_cells=cells, **layer)
+
+
+def _train_size(task: TaskConfig) -> dict:
+    """``task.train_size`` when set; 0 leaves the task's own default (one number, in one place)."""
+    return {"train_size": task.train_size} if task.train_size else {}
 
 
 def _fields(model: ModelConfig, names: tuple[str, ...]) -> dict:

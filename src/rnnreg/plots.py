@@ -40,12 +40,8 @@ def _read_config(run_dir: Path) -> dict[str, Any]:
 def _run_metric(run_dir: Path, config: dict[str, Any], steps: list[dict]) -> str:
     # The config is what the run was asked to report; the summary and the records are fallbacks.
     metric = (config.get("expect") or {}).get("metric")
-    summary = run_dir / "summary.json"
-    if metric not in METRICS and summary.exists():
-        try:
-            metric = json.loads(summary.read_text(encoding="utf-8")).get("metric")
-        except ValueError:  # a summary being rewritten right now
-            metric = None
+    if metric not in METRICS:
+        metric = _summary_metric(run_dir)
     if metric in METRICS:
         return metric
     return "bpc" if any(r.get("bpc") is not None for r in steps) else "ppl"
@@ -53,15 +49,24 @@ def _run_metric(run_dir: Path, config: dict[str, Any], steps: list[dict]) -> str
 
 def _task_metric(run_dir: Path, records: list[dict]) -> str:
     # A task's metric is in its summary; a run still going has none, so the eval records tell.
-    summary = run_dir / "summary.json"
-    if summary.exists():
-        try:
-            return json.loads(summary.read_text(encoding="utf-8"))["metric"]
-        except (ValueError, KeyError):
-            pass
+    from .task_plots import LABELS
+
+    metric = _summary_metric(run_dir)
+    if metric is not None:
+        return metric
     fields = {k for r in records if r["kind"] == "eval" for k in r}
-    known = [m for m in ("accuracy", "mse", "nmse", "exact_match", "ler") if m in fields]
-    return known[0] if known else "loss"
+    return next((m for m in LABELS if m in fields), "loss")
+
+
+def _summary_metric(run_dir: Path) -> str | None:
+    """The metric named in the run's summary.json, if it has one that can be read now."""
+    summary = run_dir / "summary.json"
+    if not summary.exists():
+        return None
+    try:
+        return json.loads(summary.read_text(encoding="utf-8")).get("metric")
+    except ValueError:  # a summary being rewritten right now
+        return None
 
 
 def _to_metric(loss: Any, metric: str) -> float:

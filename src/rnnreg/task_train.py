@@ -44,9 +44,10 @@ def train_task(config: Config, run: RunDir, *, resume: bool = False, task: Task 
     ``resume``); returns the summary written to ``run/summary.json``. ``task`` saves building the
     data again when the caller has it; ``stop_requested`` is polled after every step."""
     observer = observer or NullObserver()
-    if Distributed.from_env().enabled:
+    dist = Distributed.from_env()
+    if dist.enabled:
         raise TrainingError(f"task {config.task.kind!r} trains in one process; torchrun is for language models")
-    device = Distributed.from_env().device(config.train.device)
+    device = dist.device(config.train.device)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     torch.manual_seed(config.train.seed)

@@ -11,10 +11,11 @@ from .common import say
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     p = sub.add_parser("eval", help="evaluate a trained run on its validation or test split", formatter_class=fmt,
-                       description="Evaluate RUN's best (or last) weights. Data settings can be overridden, "
-                                   "e.g. data.path=/data/ptb; the vocabulary must match the model's.")
+                       description="Evaluate RUN's best (or last) weights. Settings can be overridden, "
+                                   "e.g. data.path=/data/ptb (a language model's vocabulary must match), "
+                                   "or task.beam_size=8 to decode a seq2seq or CTC run by beam search.")
     p.add_argument("run", metavar="RUN")
-    p.add_argument("overrides", nargs="*", metavar="data.key=value")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value")
     p.add_argument("--split", choices=("valid", "test"), default="test")
     p.add_argument("--batch-size", type=int, help="default: data.test_batch_size / data.eval_batch_size")
     p.add_argument("--mc-samples", type=int, default=0, help="MC-dropout evaluation with this many samples")

@@ -132,8 +132,8 @@ class TaskConfig:
     data_seed: int = 1234              # generated data, permutations, splits (not the model's seed)
     seq_len: int = 100                 # adding: T; clockwork: signal length; missing: steps; ctc: frames per label
     train_size: int = 0                # examples per training epoch (0: the task's default)
-    valid_size: int = 1000             # generated tasks: fixed validation examples
-    test_size: int = 1000
+    valid_size: int = 1000             # validation examples (mnist: held out of the training images)
+    test_size: int = 1000              # generated tasks' test examples (mnist: always its 10,000)
     permuted: bool = False             # mnist: one fixed random pixel order (pMNIST, Le et al. 2015)
     problem: str = "copy"              # seq2seq: copy | reverse | addition
     min_length: int = 1                # seq2seq / ctc: shortest sequence (addition: digits)

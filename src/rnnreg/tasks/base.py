@@ -21,7 +21,6 @@ from torch import Tensor, nn
 
 Batch = dict[str, Tensor]
 SPLITS = ("valid", "test")
-HEADS = ("last", "every", "seq2seq")
 
 
 @dataclass(frozen=True)
