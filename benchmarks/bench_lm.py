@@ -1,10 +1,10 @@
 """End-to-end training throughput of rnnreg's language models, as a ratio to a plain torch.nn one.
 
 Each configuration runs three contenders in the same run on the same synthetic tokens: the model
-its preset trains (``rnnreg.build.build_model(load_config(preset).model, vocab)``, penalties and
+its preset trains (``rnnreg.tasks.build_lm.build_model(load_config(preset).model, vocab)``, penalties and
 optimizer from the preset), the same model with every regularizer off, and a plain language model
 (nn.Embedding -> torch.nn.LSTM -> nn.Linear, torch SGD, no regularization) of the same sizes. A
-timed step is what ``rnnreg.train.train`` does per window: forward from the detached carried state,
+timed step is what ``rnnreg.training.loop.train`` does per window: forward from the detached carried state,
 cross-entropy + penalties, backward, gradient clipping, the finiteness check, optimizer step.
 Repeats rotate which contender goes first; ratios are medians of per-repeat ratios.
 stdout carries one JSON line per comparison and nothing else; progress and a table go to stderr.
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rnnreg import penalties
-from rnnreg.build import build_model, build_training_optimizer
+from rnnreg.tasks.build_lm import build_model, build_training_optimizer
 from rnnreg.config import Config, load_config
 from rnnreg.models.stack_options import layer_sizes
 
@@ -115,7 +115,7 @@ def finish_step(loss: Tensor, model: nn.Module, optimizer, clip: float) -> None:
 
 
 def rnnreg_step(config: Config, vocab: int) -> Callable[[Tensor, Tensor, object], object]:
-    """One training step of the preset's model, penalties and optimizer, as in rnnreg.train."""
+    """One training step of the preset's model, penalties and optimizer, as in rnnreg.training.loop."""
     model = build_model(config.model, vocab).train()
     optimizer = build_training_optimizer(config.optim, model.parameters())
     pen = config.penalties

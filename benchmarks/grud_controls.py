@@ -9,7 +9,7 @@ This script separates that from GRU-D's decays: the same data and training for
 Everything (data, sizes, optimizer, lr, clip, batch sizes, epochs, seed) comes from the preset
 grud-synthetic, whose [model] cell is replaced by "gru" for the controls. Each epoch ends with a
 validation; the weights with the best validation accuracy (strictly better than any earlier) are
-scored on the test split, as rnnreg.task_train does. Unlike that loop there is no max_minutes budget.
+scored on the test split, as rnnreg.training.task_loop does. Unlike that loop there is no max_minutes budget.
 
 --uninformative regenerates the data with rate_effect=0 (rnnreg.tasks.synthetic_missing): every
 variable is then measured at the series' base rate whatever the class, and only the weak value
@@ -29,8 +29,8 @@ import time
 
 import torch
 
-from rnnreg.build import build_training_optimizer
-from rnnreg.build_task import build_task_model
+from rnnreg.tasks.build_lm import build_training_optimizer
+from rnnreg.tasks.build import build_task_model
 from rnnreg.config import Config, load_config
 from rnnreg.data.missing_values import IrregularSeries
 from rnnreg.tasks.missing import SPLITS, MissingValuesTask
@@ -64,7 +64,7 @@ def make_splits(config: Config, uninformative: bool) -> dict[str, IrregularSerie
 
 
 def train_and_test(config: Config, task: MissingValuesTask, seed: int, epochs: int) -> dict:
-    """Train as rnnreg.task_train does (no penalties: the preset has none); test the best-valid weights."""
+    """Train as rnnreg.training.task_loop does (no penalties: the preset has none); test the best-valid weights."""
     batch_size, eval_size = config.data.batch_size, config.data.eval_batch_size
     torch.manual_seed(seed)
     model = build_task_model(config, task)

@@ -37,13 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
-    from ..checkpoint import CheckpointError
+    from ..runs.checkpoint import CheckpointError
     from ..config import ConfigError
     from ..data import DataError
-    from ..metrics import MetricsFormatError
-    from ..plots import RunPlotError
-    from ..train import TrainingError
-    from ..trained import VocabularyMismatch
+    from ..runs.metrics import MetricsFormatError
+    from ..runs.plots import RunPlotError
+    from ..training.loop import TrainingError
+    from ..runs.trained import VocabularyMismatch
 
     return (UsageError, ConfigError, DataError, CheckpointError, TrainingError, VocabularyMismatch,
             MetricsFormatError, RunPlotError)

@@ -40,7 +40,7 @@ def presets(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
-    from ..report import collect_runs, format_report
+    from ..runs.report import collect_runs, format_report
 
     rows = collect_runs(args.root)
     say(format_report(rows, markdown=args.markdown))

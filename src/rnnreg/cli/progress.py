@@ -7,11 +7,11 @@ import sys
 
 from tqdm import tqdm
 
-from ..metrics import METRICS, metric_value
+from ..runs.metrics import METRICS, metric_value
 
 
 class ProgressBar:
-    """An Observer (rnnreg.progress) that draws one tqdm bar per epoch, counted in data rows
+    """An Observer (rnnreg.training.progress) that draws one tqdm bar per epoch, counted in data rows
     (language models) or batches (tasks), so its ETA is the epoch's; validations and events are
     printed above the bar."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..runs import open_run_dir
+from ..runs.run_dir import open_run_dir
 from .common import say
 
 
@@ -48,12 +48,12 @@ def _positive(name: str, value: int | None) -> None:
 
 
 def evaluate_run(args: argparse.Namespace) -> int:
-    from ..build import build_corpus, metric_for
+    from ..tasks.build_lm import build_corpus, metric_for
     from ..config import apply_overrides, config_from_dict, config_to_dict
     from ..data import batchify
-    from ..evaluation import evaluate, evaluate_mc
-    from ..metrics import metric_value
-    from ..trained import load_trained
+    from ..tasks.lm_evaluation import evaluate, evaluate_mc
+    from ..runs.metrics import metric_value
+    from ..runs.trained import load_trained
 
     _positive("--batch-size", args.batch_size)
     run = open_run_dir(args.run)
@@ -77,7 +77,7 @@ def evaluate_run(args: argparse.Namespace) -> int:
 
 def _evaluate_task(run, args: argparse.Namespace) -> int:
     from ..tasks.base import on_device
-    from ..trained_task import load_trained_task
+    from ..runs.trained_task import load_trained_task
     from .common import UsageError
 
     if args.mc_samples:
@@ -92,8 +92,8 @@ def _evaluate_task(run, args: argparse.Namespace) -> int:
 
 
 def generate_text(args: argparse.Namespace) -> int:
-    from ..sampling import sample_text
-    from ..trained import load_trained
+    from ..tasks.text_sampling import sample_text
+    from ..runs.trained import load_trained
     from .common import UsageError
 
     _positive("--length", args.length)
@@ -114,7 +114,7 @@ def generate_text(args: argparse.Namespace) -> int:
 def plot_run_cmd(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..plots import hidden_norms, plot_hidden_norms, plot_run
+    from ..runs.plots import hidden_norms, plot_hidden_norms, plot_run
 
     run = open_run_dir(args.run)
     out = Path(args.out) if args.out else run.plots
@@ -133,9 +133,9 @@ def _plot_norms(run, out, steps, hidden_norms, plot_hidden_norms):
     if run.read_config().task.kind != "lm":
         return _plot_task_norms(run, out, steps, hidden_norms, plot_hidden_norms)
 
-    from ..build import build_corpus
+    from ..tasks.build_lm import build_corpus
     from ..data import batchify
-    from ..trained import load_trained
+    from ..runs.trained import load_trained
 
     trained = load_trained(run)
     corpus = build_corpus(trained.config.data)
@@ -153,7 +153,7 @@ def _plot_task_norms(run, out, steps, hidden_norms, plot_hidden_norms):
     """The same for a sequence task: its first validation batch, up to ``steps`` time steps."""
     import torch
 
-    from ..trained_task import load_trained_task
+    from ..runs.trained_task import load_trained_task
 
     trained = load_trained_task(run)
     batch = next(iter(trained.task.eval_batches("valid", 16)))

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Iterator
 
 from ..config import apply_overrides, config_from_dict, config_to_dict, load_config, preset_names
-from ..distributed import Distributed
-from ..runs import RunDir, new_run_dir, open_run_dir
+from ..training.distributed import Distributed
+from ..runs.run_dir import RunDir, new_run_dir, open_run_dir
 from .common import UsageError, prepare_extension, say, uses_extension
 
 
@@ -87,17 +87,17 @@ def run(args: argparse.Namespace) -> int:
 def _load_data(config):
     """The corpus of a language model, or the task (with its data) of a sequence task."""
     if config.task.kind == "lm":
-        from ..build import build_corpus
+        from ..tasks.build_lm import build_corpus
         return build_corpus(config.data)
-    from ..build_task import build_task
+    from ..tasks.build import build_task
     return build_task(config)
 
 
 def _train(config, run_dir: RunDir, data, **kwargs) -> dict:
     if config.task.kind == "lm":
-        from ..train import train
+        from ..training.loop import train
         return train(config, run_dir, corpus=data, **kwargs)
-    from ..task_train import train_task
+    from ..training.task_loop import train_task
     return train_task(config, run_dir, task=data, **kwargs)
 
 

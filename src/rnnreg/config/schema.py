@@ -1,7 +1,7 @@
 """The one configuration schema: frozen dataclasses, validated when built.
 
 A config is read from a TOML preset (``rnnreg/presets/*.toml``) or a user file, adjusted with
-dotted ``section.key=value`` overrides, and stops at the builders (``rnnreg.build``): modules
+dotted ``section.key=value`` overrides, and stops at the builders (``rnnreg.tasks.build_lm``): modules
 never see it, they take flat named arguments. Field names follow the layers' names
 (``input_p``, ``weight_p``, ...) so one name means one thing from the TOML file to the kernel.
 """
@@ -126,7 +126,7 @@ _SINGLE_CELL_UNSUPPORTED = {
 @dataclass(frozen=True)
 class TaskConfig:
     """What the network learns. ``lm`` is language modelling on [data]'s corpus; every other kind
-    is a sequence task (rnnreg.tasks) with its own metric, trained by rnnreg.task_train. Tasks
+    is a sequence task (rnnreg.tasks) with its own metric, trained by rnnreg.training.task_loop. Tasks
     read [data]'s batch_size, eval_batch_size, path, cache_dir and download."""
     kind: str = "lm"                   # lm | adding | mnist | missing | clockwork | seq2seq | ctc
     data_seed: int = 1234              # generated data, permutations, splits (not the model's seed)

@@ -1,7 +1,7 @@
 """The contract between a supervised sequence task and the generic training loop.
 
 A task owns its data (generated from a seed, or read from files), the loss of one batch and the
-metric it is judged by; the loop (:func:`rnnreg.task_train.train_task`) owns everything else:
+metric it is judged by; the loop (:func:`rnnreg.training.task_loop.train_task`) owns everything else:
 optimizer, penalties, checkpoints, progress. Batches are dicts of tensors, time-major inside
 (sequences ``(T, B, ...)``), so the loop can move them to a device without knowing the task.
 

@@ -1,0 +1,160 @@
+"""Compare finished runs with the published numbers they reproduce, as a text or Markdown table.
+
+A run directory holds ``summary.json`` (our valid/test metric, status, epochs) and
+``config.toml`` (preset ``name`` and ``[expect]``: the metric and the paper ``references``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..config.schema import Reference
+
+log = logging.getLogger(__name__)
+
+_RUN_FILES = ("summary.json", "config.toml", "metrics.jsonl")
+_HEADER = ("run", "preset", "metric", "ours valid", "ours test", "paper valid", "paper test",
+           "diff valid", "diff test", "status", "epochs", "reference")
+_TEXT_COLUMNS = frozenset({0, 1, 2, 9, 11})  # left-aligned; the rest are numbers
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One run's results and references; ``note`` is set (and the numbers absent) if skipped."""
+
+    run: str
+    path: Path
+    preset: str
+    metric: str | None = None
+    valid: float | None = None
+    test: float | None = None
+    status: str = ""
+    epochs: int | None = None
+    references: tuple[Reference, ...] = ()
+    note: str | None = None
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        log.warning("%s: unreadable config, no references used (%s)", path, err)
+        return {}
+
+
+def _references(expect: dict[str, Any]) -> tuple[Reference, ...]:
+    refs = expect.get("references") or []
+    return tuple(Reference(str(r.get("source", "?")), _number(r.get("valid")), _number(r.get("test")))
+                 for r in refs if isinstance(r, dict))
+
+
+def _read_run(run_dir: Path) -> RunRow:
+    config = _read_config(run_dir / "config.toml")
+    expect = config.get("expect") or {}
+    base = dict(run=run_dir.name, path=run_dir, preset=str(config.get("name", run_dir.name)),
+                metric=expect.get("metric"), references=_references(expect))
+    summary_path = run_dir / "summary.json"
+    if not summary_path.exists():
+        return RunRow(**base, note="no summary.json (not started, or killed before writing it)")
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        return RunRow(**base, note=f"unreadable summary.json ({err})")
+    base["preset"] = str(summary.get("name", base["preset"]))
+    base["metric"] = summary.get("metric", base["metric"])
+    epochs = summary.get("epochs")
+    return RunRow(**base, valid=_number(summary.get("valid")), test=_number(summary.get("test")),
+                  status=str(summary.get("status", "")),
+                  epochs=epochs if isinstance(epochs, int) else None)
+
+
+def collect_runs(root: str | os.PathLike) -> list[RunRow]:
+    """Read every run under ``root``: its subdirectories that look like runs, and ``root`` itself.
+
+    A directory is a run if it holds summary.json, config.toml or metrics.jsonl; runs without a
+    (readable) summary.json are returned with ``note`` set so the report can say why they are
+    missing. Sorted by directory name.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"root must be a directory, got {str(root)!r}")
+    dirs = [root] + sorted(d for d in root.iterdir() if d.is_dir())
+    return [_read_run(d) for d in dirs if any((d / f).exists() for f in _RUN_FILES)]
+
+
+def _fmt(value: float | None, metric: str | None, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    if math.isnan(value):
+        return "nan"
+    if metric in ("mse", "nmse"):  # errors that span orders of magnitude: significant digits
+        return f"{value:+.3g}" if signed else f"{value:.3g}"
+    digits = 3 if metric == "bpc" else 2  # bpc differences matter in the 3rd decimal
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _diff(ours: float | None, paper: float | None) -> float | None:
+    return None if ours is None or paper is None else ours - paper
+
+
+def _run_lines(row: RunRow) -> list[tuple[str, ...]]:
+    m = row.metric
+    ours = (row.run, row.preset, m or "-", _fmt(row.valid, m), _fmt(row.test, m))
+    tail = (row.status or "-", "-" if row.epochs is None else str(row.epochs))
+    if not row.references:
+        return [(*ours, "-", "-", "-", "-", *tail, "-")]
+    lines = []
+    for i, ref in enumerate(row.references):
+        paper = (_fmt(ref.valid, m), _fmt(ref.test, m), _fmt(_diff(row.valid, ref.valid), m, True),
+                 _fmt(_diff(row.test, ref.test), m, True))
+        # Only a run's first line repeats our numbers; later lines are further references.
+        lead, end = (ours, tail) if i == 0 else (("",) * 5, ("", ""))
+        lines.append((*lead, *paper, *end, ref.source))
+    return lines
+
+
+def _plain(lines: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(line[c]) for line in lines) for c in range(len(_HEADER))]
+    out = []
+    for n, line in enumerate(lines):
+        cells = [cell.ljust(w) if c in _TEXT_COLUMNS else cell.rjust(w)
+                 for c, (cell, w) in enumerate(zip(line, widths))]
+        out.append("  ".join(cells).rstrip())
+        if n == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return out
+
+
+def _markdown(lines: list[tuple[str, ...]]) -> list[str]:
+    rule = tuple(":--" if c in _TEXT_COLUMNS else "--:" for c in range(len(_HEADER)))
+    rows = [lines[0], rule, *lines[1:]]
+    return ["| " + " | ".join(cell.replace("|", r"\|") for cell in row) + " |" for row in rows]
+
+
+def format_report(rows: list[RunRow], markdown: bool = False) -> str:
+    """Format runs as an aligned plain-text table, or a Markdown table if ``markdown``.
+
+    One line per paper reference (the run's first line carries our numbers, status and epochs);
+    ``diff`` is ours minus the reference. Runs of one preset are listed together; runs with a
+    ``note`` are left out of the table and listed below it.
+    """
+    if not all(isinstance(r, RunRow) for r in rows):
+        raise TypeError("rows must be a list of RunRow (see collect_runs)")
+    shown = sorted((r for r in rows if r.note is None), key=lambda r: (r.preset, r.run))
+    lines = [_HEADER] + [line for row in shown for line in _run_lines(row)]
+    table = (_markdown if markdown else _plain)(lines) if shown else ["no finished runs"]
+    notes = [f"note: {r.run} skipped: {r.note}" for r in rows if r.note is not None]
+    return "\n".join(table + ([""] + notes if notes else [])) + "\n"

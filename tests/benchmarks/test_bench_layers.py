@@ -1,0 +1,30 @@
+"""Smoke test of benchmarks/bench_layers.py: a --quick run prints only well-formed JSON lines."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_layers.py"
+KEYS = {"size", "config", "cell", "baseline", "tokens_per_s", "baseline_tokens_per_s", "ratio",
+        "peak_fraction", "repeats", "threads", "torch"}
+
+
+def test_quick_run_prints_json_lines():
+    # --quick runs on one thread: the smoke run then stays in seconds even on a busy machine.
+    done = subprocess.run([sys.executable, str(SCRIPT), "--quick"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    assert lines, done.stderr[-2000:]
+    rows = [json.loads(line) for line in lines]
+    for row in rows:
+        assert KEYS <= row.keys(), row
+        assert row["ratio"] > 0 and row["tokens_per_s"] > 0 and row["baseline_tokens_per_s"] > 0, row
+        assert row["peak_fraction"] > 0 and row["threads"] == 1 and row["quick"] is True, row
+        assert row["baseline"] == {"lstm": "torch.nn.LSTM", "gru": "torch.nn.GRU"}[row["cell"]], row
+    # The fused configurations never need the C++ kernel, so they are always there, at every size.
+    fused = {(r["size"], r["config"]) for r in rows if r["config"] in ("fused", "awd_all", "gru_fused")}
+    assert fused == {(s, c) for s in ("small", "medium", "awd") for c in ("fused", "awd_all", "gru_fused")}

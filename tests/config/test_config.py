@@ -1,0 +1,122 @@
+"""The config schema: strict TOML loading, overrides, inheritance, and every shipped preset."""
+
+import dataclasses
+import tomllib
+
+import pytest
+
+from rnnreg.tasks.build_lm import build_model
+from rnnreg.config import (Config, ConfigError, config_from_dict, config_to_dict, dump_config,
+                           load_config, preset_names)
+
+PAPER_PRESETS = {"zaremba-small", "zaremba-medium", "zaremba-large", "awd-lstm-ptb", "awd-lstm-ptb-finetune",
+                 "awd-lstm-wt2", "awd-lstm-wt2-finetune", "zoneout-word-ptb", "zoneout-char-ptb",
+                 "norm-stabilizer-char-ptb"}
+
+
+def test_every_paper_row_has_a_preset():
+    assert PAPER_PRESETS | {"quickstart"} <= set(preset_names())
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_every_preset_loads_round_trips_and_builds(name):
+    config = load_config(name)
+    assert config.name == name and config.description
+    again = config_from_dict(tomllib.loads(dump_config(config)))
+    assert again == config
+    # Build at a reduced size (the real ones reach 66M parameters) with every other setting kept.
+    # Task presets are built and trained through the CLI in test_cli_tasks.py.
+    if config.task.kind == "lm":
+        small = dataclasses.replace(config.model, embedding_size=8, hidden_size=8,
+                                    hidden_sizes=tuple(8 for _ in config.model.hidden_sizes))
+        model = build_model(small, 11)
+        assert sum(p.numel() for p in model.parameters()) > 0
+    if name in PAPER_PRESETS:
+        assert config.expect.references, f"{name} stores no published numbers"
+        for ref in config.expect.references:
+            assert ref.source and (ref.valid is not None or ref.test is not None)
+
+
+def test_preset_numbers_match_the_papers():
+    refs = {n: [(r.valid, r.test) for r in load_config(n).expect.references] for n in PAPER_PRESETS}
+    assert refs["zaremba-small"] == [(120.7, 114.5)]
+    assert refs["zaremba-medium"] == [(86.2, 82.7)]
+    assert refs["zaremba-large"] == [(82.2, 78.4)]
+    assert refs["awd-lstm-ptb"] == [(61.2, 58.8)]
+    assert (60.0, 57.3) in refs["awd-lstm-ptb-finetune"] and (58.8, 56.5) in refs["awd-lstm-ptb-finetune"]
+    assert refs["awd-lstm-wt2"] == [(68.7, 65.6)]
+    assert refs["awd-lstm-wt2-finetune"] == [(68.6, 65.8)]
+
+
+def test_awd_preset_is_the_papers_model():
+    c = load_config("awd-lstm-ptb")
+    m = c.model
+    assert (m.embedding_size, m.hidden_size, m.num_layers, m.tie_weights) == (400, 1150, 3, True)
+    assert (m.embed_p, m.input_p, m.hidden_p, m.output_p, m.weight_p) == (0.1, 0.4, 0.25, 0.4, 0.5)
+    assert (c.penalties.ar, c.penalties.tar, c.optim.optimizer, c.optim.lr) == (2.0, 1.0, "nt_asgd", 30.0)
+    model = build_model(m, 10000)
+    assert model.decoder.weight is model.encoder.weight
+    assert abs(sum(p.numel() for p in model.parameters()) - 24_221_600) < 100_000   # AWD: 24M
+
+
+def test_inheritance_keeps_the_base_and_replaces_what_is_given():
+    medium, small = load_config("zaremba-medium"), load_config("zaremba-small")
+    assert medium.data.dataset == small.data.dataset == "ptb"
+    assert medium.model.dropout == 0.5 and small.model.dropout == 0.0
+    assert medium.optim.schedule == "zaremba"
+
+
+def test_overrides_are_typed_and_dotted():
+    c = load_config("quickstart", ["model.hidden_size=17", "optim.lr=1e-3", "data.dataset=ptb",
+                                   "model.hidden_sizes=[5, 6]", "model.forget_bias=1"])
+    assert c.model.hidden_size == 17 and c.optim.lr == 1e-3 and isinstance(c.optim.lr, float)
+    assert c.data.dataset == "ptb" and c.model.hidden_sizes == (5, 6) and c.model.forget_bias == 1.0
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.hiden_size=3", "did you mean 'model.hidden_size'"),
+    ("modle.hidden_size=3", "did you mean 'model'"),
+    ("model.hidden_size=3.5", "model.hidden_size must be int"),
+    ("model.hidden_size=0", "model.hidden_size must be >= 1"),
+    ("model.output_p=1.0", "model.output_p must be in [0, 1)"),
+    ("optim.optimizer=adamw", "optim.optimizer must be one of"),
+    ("model.tie_weights=yes", "model.tie_weights must be bool"),
+    ("model.hidden_sizes=[4]", "model.hidden_sizes has 1 entries for 2 layers"),
+    ("penalties.norm_stabilizer_layers=[7]", "out of range"),
+    ("train.nan_policy=ignore", "train.nan_policy must be one of"),
+    ("oops", "must look like section.key=value"),
+])
+def test_bad_values_are_refused_with_the_key_named(override, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        load_config("quickstart", [override])
+
+
+def test_unknown_preset_suggests_the_nearest():
+    with pytest.raises(ConfigError, match="did you mean 'awd-lstm-ptb'"):
+        load_config("awd-lstm-pt")
+
+
+def test_user_toml_file_with_base(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('base = "awd-lstm-ptb"\n[model]\nhidden_size = 600\n[optim]\nweight_decay = 1e-6\n')
+    c = load_config(str(path))
+    assert c.name == "mine" and c.model.hidden_size == 600 and c.optim.weight_decay == 1e-6
+    assert c.model.weight_p == 0.5
+    (tmp_path / "broken.toml").write_text("[model\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(str(tmp_path / "broken.toml"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(str(tmp_path / "missing.toml"))
+
+
+def test_yaml_trap_scientific_notation_is_a_float():
+    # PyYAML reads 1e-6 as a string; TOML reads it as a float and the schema keeps it one.
+    c = config_from_dict({"optim": {"weight_decay": 1e-6}})
+    assert c.optim.weight_decay == 1e-6
+
+
+def test_schema_is_frozen_and_dict_round_trip():
+    c = Config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.model.hidden_size = 3
+    assert config_from_dict(config_to_dict(c)) == c

@@ -1,0 +1,163 @@
+"""Results table: runs found on disk, our numbers against the paper references, differences."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rnnreg.runs.report import Reference, collect_runs, format_report
+
+ZAREMBA = """name = "zaremba-small"
+[data]
+corpus = "ptb"
+[expect]
+metric = "ppl"
+[[expect.references]]
+source = "Zaremba et al. 2014, Table 1 (non-regularized)"
+valid = 120.7
+test = 114.5
+[[expect.references]]
+source = "A test-only number | with a pipe"
+test = 110
+"""
+
+CHAR = """name = "char-lstm"
+[expect]
+metric = "bpc"
+[[expect.references]]
+source = "Some char paper"
+valid = 1.3
+test = 1.27
+"""
+
+
+def _run(root, name, config, summary=None):
+    d = root / name
+    d.mkdir(parents=True)
+    (d / "config.toml").write_text(config)
+    if summary is not None:
+        (d / "summary.json").write_text(summary if isinstance(summary, str) else json.dumps(summary))
+    return d
+
+
+def _summary(name, metric, valid, test, status="finished", epochs=13):
+    return {"name": name, "metric": metric, "valid": valid, "test": test, "status": status,
+            "epochs": epochs, "steps": 8619, "wall_s": 1234.5, "finetuned": False}
+
+
+@pytest.fixture
+def runs(tmp_path):
+    _run(tmp_path, "b-zaremba", ZAREMBA, _summary("zaremba-small", "ppl", 121.3, 116.0))
+    _run(tmp_path, "a-char", CHAR, _summary("char-lstm", "bpc", 1.3456, None, "stopped", 4))
+    _run(tmp_path, "c-zaremba", ZAREMBA, _summary("zaremba-small", "ppl", 119.0, 113.25, "running", 7))
+    _run(tmp_path, "d-killed", ZAREMBA)  # no summary.json
+    _run(tmp_path, "e-broken", ZAREMBA, '{"name": "zaremba-sm')  # half-written summary
+    (tmp_path / "notes").mkdir()  # not a run: ignored
+    return tmp_path
+
+
+def _lines_of(report, run):
+    lines = report.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:1] == [run])
+    return lines[start:start + 2]
+
+
+def test_collect_runs_reads_summaries_and_references(runs):
+    rows = {r.run: r for r in collect_runs(runs)}
+    assert set(rows) == {"a-char", "b-zaremba", "c-zaremba", "d-killed", "e-broken"}
+    z = rows["b-zaremba"]
+    assert (z.preset, z.metric, z.valid, z.test, z.status, z.epochs) == (
+        "zaremba-small", "ppl", 121.3, 116.0, "finished", 13)
+    assert z.references == (Reference("Zaremba et al. 2014, Table 1 (non-regularized)", 120.7, 114.5),
+                            Reference("A test-only number | with a pipe", None, 110.0))
+    assert rows["a-char"].test is None and rows["a-char"].note is None
+    assert "no summary.json" in rows["d-killed"].note
+    assert "unreadable summary.json" in rows["e-broken"].note
+
+
+def test_plain_report_numbers_and_differences(runs):
+    report = format_report(collect_runs(runs))
+    first, second = _lines_of(report, "b-zaremba")
+    # Differences are ours - paper, computed here from the inputs above.
+    assert first.split() == ["b-zaremba", "zaremba-small", "ppl", "121.30", "116.00", "120.70",
+                             "114.50", f"{121.3 - 120.7:+.2f}", f"{116.0 - 114.5:+.2f}", "finished",
+                             "13", "Zaremba", "et", "al.", "2014,", "Table", "1", "(non-regularized)"]
+    # The second reference line repeats no run numbers; its valid difference is undefined.
+    assert second.split()[:4] == ["-", "110.00", "-", f"{116.0 - 110.0:+.2f}"]
+    assert "b-zaremba" not in second and "121.30" not in second
+    char = _lines_of(report, "a-char")[0].split()
+    assert char[:9] == ["a-char", "char-lstm", "bpc", f"{1.3456:.3f}", "-", "1.300", "1.270",
+                        f"{1.3456 - 1.3:+.3f}", "-"]
+    assert char[9:11] == ["stopped", "4"]
+
+
+def test_plain_report_is_aligned_and_groups_presets(runs):
+    report = format_report(collect_runs(runs))
+    lines = report.splitlines()
+    header, rule = lines[0], lines[1]
+    assert set(rule.replace(" ", "")) == {"-"}
+    # Right-aligned number columns: values end where their header ends.
+    end = header.index("ours valid") + len("ours valid")
+    assert _lines_of(report, "b-zaremba")[0][:end].endswith("121.30")
+    assert _lines_of(report, "a-char")[0][:end].endswith(f"{1.3456:.3f}")
+    order = [line.split()[0] for line in lines[2:] if line.split()[:1] and
+             line.split()[0] in {"a-char", "b-zaremba", "c-zaremba"}]
+    assert order == ["a-char", "b-zaremba", "c-zaremba"]  # same preset next to each other
+    notes = [line for line in lines if line.startswith("note:")]
+    assert [n.split()[1] for n in notes] == ["d-killed", "e-broken"]
+    assert not any(line.startswith(("d-killed", "e-broken")) for line in lines)
+
+
+def test_presets_stay_together_even_when_directory_names_interleave(tmp_path):
+    _run(tmp_path, "1", ZAREMBA, _summary("zaremba-small", "ppl", 120.0, 115.0))
+    _run(tmp_path, "2", CHAR, _summary("char-lstm", "bpc", 1.3, 1.28))
+    _run(tmp_path, "3", ZAREMBA, _summary("zaremba-small", "ppl", 122.0, 117.0))
+    presets = [line.split()[1] for line in format_report(collect_runs(tmp_path)).splitlines()[2:]
+               if line[:1].isdigit()]
+    assert presets == ["char-lstm", "zaremba-small", "zaremba-small"]
+
+
+def test_markdown_report(runs):
+    report = format_report(collect_runs(runs), markdown=True)
+    table = [line for line in report.splitlines() if line.startswith("|")]
+    cells = [[c.strip() for c in line.strip("|").split(" | ")] for line in table]
+    assert cells[0][:3] == ["run", "preset", "metric"]
+    assert all(len(row) == len(cells[0]) for row in cells)  # the escaped pipe does not split
+    assert set(cells[1]) <= {":--", "--:"}
+    row = next(r for r in cells if r[0] == "b-zaremba")
+    assert row[3:9] == ["121.30", "116.00", "120.70", "114.50", f"{121.3 - 120.7:+.2f}",
+                        f"{116.0 - 114.5:+.2f}"]
+    assert r"A test-only number \| with a pipe" in report
+    assert "note: d-killed skipped" in report
+
+
+def test_root_that_is_itself_a_run_and_runs_without_references(tmp_path):
+    _run(tmp_path, "solo", 'name = "custom"\n[expect]\nmetric = "ppl"\n',
+         _summary("custom", "ppl", 99.5, 95.0))
+    rows = collect_runs(tmp_path / "solo")
+    assert [r.run for r in rows] == ["solo"]
+    line = format_report(rows).splitlines()[2].split()
+    assert line == ["solo", "custom", "ppl", "99.50", "95.00", "-", "-", "-", "-", "finished", "13", "-"]
+
+
+def test_empty_root_and_argument_errors(tmp_path):
+    assert collect_runs(tmp_path) == []
+    assert format_report([]).strip() == "no finished runs"
+    with pytest.raises(ValueError, match="root"):
+        collect_runs(tmp_path / "missing")
+    with pytest.raises(TypeError, match="rows"):
+        format_report([{"run": "x"}])
+
+
+def test_task_metrics_keep_their_significant_digits(tmp_path):
+    """A task's MSE of 1e-4 must not print as 0.00 (ppl and accuracy keep two decimals)."""
+    from rnnreg.config import Reference
+    from rnnreg.runs.report import RunRow, format_report
+
+    rows = [RunRow("adding", tmp_path, "adding-quick", "mse", 0.000126, 0.000112, "finished", 2),
+            RunRow("pmnist", tmp_path, "zoneout-pmnist", "accuracy", 60.2, 56.99, "finished", 1,
+                   (Reference("paper", test=95.9),))]
+    text = format_report(rows)
+    assert "0.000126" in text and "0.000112" in text
+    assert "56.99" in text and "95.90" in text and "-38.91" in text
