@@ -1,7 +1,7 @@
 """End-to-end training throughput of rnnreg's language models, as a ratio to a plain torch.nn one.
 
 Each configuration runs three contenders in the same run on the same synthetic tokens: the model
-its preset trains (``rnnreg.tasks.build_lm.build_model(load_config(preset).model, vocab)``, penalties and
+its preset trains (``rnnreg.tasks.build.build_model(config, spec)``, penalties and
 optimizer from the preset), the same model with every regularizer off, and a plain language model
 (nn.Embedding -> torch.nn.LSTM -> nn.Linear, torch SGD, no regularization) of the same sizes. A
 timed step is what ``rnnreg.training.loop.train`` does per window: forward from the detached carried state,
@@ -30,10 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rnnreg import penalties
-from rnnreg.tasks.build_lm import build_model, build_training_optimizer
+from rnnreg.tasks.base import ModelSpec
+from rnnreg.tasks.build import build_model
+from rnnreg.training.optimizers import build_training_optimizer
+from rnnreg.training.penalty_terms import penalty_terms
 from rnnreg.config import Config, load_config
-from rnnreg.models.stack_options import layer_sizes
+from rnnreg.models.language_model import lm_layer_sizes
 
 from bench_layers import json_stdout  # the script's folder is on sys.path when it runs
 
@@ -58,7 +60,7 @@ QUICK_MODEL = {"zaremba-medium": ["model.embedding_size=16", "model.hidden_size=
 QUICK_SETUP = {"batch": 4, "bptt": 6, "vocab": 50}
 # Everything that regularizes, switched off: the "rnnreg-noreg" contender.
 NO_REGULARIZATION = ["model.embed_p=0.0", "model.input_p=0.0", "model.hidden_p=0.0", "model.output_p=0.0",
-                     "model.dropout=0.0", "model.weight_p=0.0", "penalties.ar=0.0", "penalties.tar=0.0",
+                     "model.nonrecurrent_p=0.0", "model.weight_p=0.0", "penalties.ar=0.0", "penalties.tar=0.0",
                      "optim.weight_decay=0.0"]
 CONTENDERS = ("plain", "rnnreg", "rnnreg-noreg")
 COMPARISONS = (("rnnreg", "plain"), ("rnnreg-noreg", "plain"), ("rnnreg", "rnnreg-noreg"))
@@ -116,15 +118,16 @@ def finish_step(loss: Tensor, model: nn.Module, optimizer, clip: float) -> None:
 
 def rnnreg_step(config: Config, vocab: int) -> Callable[[Tensor, Tensor, object], object]:
     """One training step of the preset's model, penalties and optimizer, as in rnnreg.training.loop."""
-    model = build_model(config.model, vocab).train()
+    model = build_model(config, ModelSpec(vocab, vocab, "lm")).train()
     optimizer = build_training_optimizer(config.optim, model.parameters())
-    pen = config.penalties
 
     def step(x: Tensor, y: Tensor, hidden):
-        out = model(x, detach(hidden))
+        hidden = detach(hidden)
+        out = model(x, hidden)
         ce = F.cross_entropy(out.logits.float().reshape(-1, vocab), y.reshape(-1))  # (T*B, V) vs (T*B,)
-        # AR on the dropped, TAR on the raw last-layer output (Merity et al. 2017, sec. 4.6).
-        loss = ce + penalties.ar(out.dropped[-1], pen.ar) + penalties.tar(out.raw[-1], pen.tar)
+        # Every penalty of the preset, built as the training loop builds them.
+        terms = penalty_terms(config.penalties, out, model.parameters(), like=ce, incoming=hidden)
+        loss = ce + terms.ar + terms.tar + terms.norm_stabilizer + terms.weight
         finish_step(loss, model, optimizer, config.optim.clip)
         return out.state
     return step
@@ -133,8 +136,7 @@ def rnnreg_step(config: Config, vocab: int) -> Callable[[Tensor, Tensor, object]
 def plain_step(config: Config, vocab: int) -> Callable[[Tensor, Tensor, object], object]:
     """The same step for PlainLM with torch.optim.SGD at the preset's lr and clip."""
     m = config.model
-    sizes = layer_sizes(vocab, m.embedding_size, m.hidden_size, m.num_layers, m.hidden_sizes or None,
-                        m.tie_weights)
+    sizes = lm_layer_sizes(m.embedding_size, m.hidden_size, m.num_layers, m.hidden_sizes or None, m.tie_weights)
     model = PlainLM(vocab, m.embedding_size, sizes, m.tie_weights).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=config.optim.lr)
 

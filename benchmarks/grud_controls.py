@@ -29,7 +29,7 @@ import time
 
 import torch
 
-from rnnreg.tasks.build_lm import build_training_optimizer
+from rnnreg.training.optimizers import build_training_optimizer
 from rnnreg.tasks.build import build_task_model
 from rnnreg.config import Config, load_config
 from rnnreg.data.missing_values import IrregularSeries

@@ -5,10 +5,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from rnnreg.tasks.base import SequenceOutput, Task, batch_generator, check_split, split_generator
+from rnnreg.models.outputs import SequenceOutput
+from rnnreg.tasks.base import check_split
+from rnnreg.tasks.sequence_task import SequenceTask, batch_generator, split_generator
 
 
-class SignOfSumTask(Task):
+class SignOfSumTask(SequenceTask):
     """Is the sum of a noise sequence positive? Binary classification from the last step."""
     name, metric, higher_is_better = "sign-of-sum", "accuracy", True
     input_size, output_size, head = 1, 2, "last"

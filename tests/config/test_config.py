@@ -5,8 +5,9 @@ import tomllib
 
 import pytest
 
-from rnnreg.tasks.build_lm import build_model
-from rnnreg.config import (Config, ConfigError, config_from_dict, config_to_dict, dump_config,
+from rnnreg.tasks.base import ModelSpec
+from rnnreg.tasks.build import build_model
+from rnnreg.config import (Config, ConfigError, apply_overrides, config_from_dict, config_to_dict, dump_config,
                            load_config, preset_names)
 
 PAPER_PRESETS = {"zaremba-small", "zaremba-medium", "zaremba-large", "awd-lstm-ptb", "awd-lstm-ptb-finetune",
@@ -29,7 +30,7 @@ def test_every_preset_loads_round_trips_and_builds(name):
     if config.task.kind == "lm":
         small = dataclasses.replace(config.model, embedding_size=8, hidden_size=8,
                                     hidden_sizes=tuple(8 for _ in config.model.hidden_sizes))
-        model = build_model(small, 11)
+        model = build_model(dataclasses.replace(config, model=small), ModelSpec(11, 11, "lm"))
         assert sum(p.numel() for p in model.parameters()) > 0
     if name in PAPER_PRESETS:
         assert config.expect.references, f"{name} stores no published numbers"
@@ -54,7 +55,7 @@ def test_awd_preset_is_the_papers_model():
     assert (m.embedding_size, m.hidden_size, m.num_layers, m.tie_weights) == (400, 1150, 3, True)
     assert (m.embed_p, m.input_p, m.hidden_p, m.output_p, m.weight_p) == (0.1, 0.4, 0.25, 0.4, 0.5)
     assert (c.penalties.ar, c.penalties.tar, c.optim.optimizer, c.optim.lr) == (2.0, 1.0, "nt_asgd", 30.0)
-    model = build_model(m, 10000)
+    model = build_model(c, ModelSpec(10000, 10000, "lm"))
     assert model.decoder.weight is model.encoder.weight
     assert abs(sum(p.numel() for p in model.parameters()) - 24_221_600) < 100_000   # AWD: 24M
 
@@ -62,7 +63,7 @@ def test_awd_preset_is_the_papers_model():
 def test_inheritance_keeps_the_base_and_replaces_what_is_given():
     medium, small = load_config("zaremba-medium"), load_config("zaremba-small")
     assert medium.data.dataset == small.data.dataset == "ptb"
-    assert medium.model.dropout == 0.5 and small.model.dropout == 0.0
+    assert medium.model.nonrecurrent_p == 0.5 and small.model.nonrecurrent_p == 0.0
     assert medium.optim.schedule == "zaremba"
 
 
@@ -120,3 +121,24 @@ def test_schema_is_frozen_and_dict_round_trip():
     with pytest.raises(dataclasses.FrozenInstanceError):
         c.model.hidden_size = 3
     assert config_from_dict(config_to_dict(c)) == c
+
+
+def test_old_model_dropout_key_is_refused_in_files_and_overrides(tmp_path):
+    path = tmp_path / "old.toml"
+    path.write_text('base = "zaremba-small"\n[model]\ndropout = 0.5\n')
+    for call in (lambda: load_config(str(path)), lambda: load_config("zaremba-small", ["model.dropout=0.5"]),
+                 lambda: apply_overrides({}, ["model.dropout=0.5"])):
+        with pytest.raises(ConfigError, match=r"^model\.dropout is now model\.nonrecurrent_p \(Zaremba") as err:
+            call()
+        assert "\n" not in str(err.value)
+
+
+def test_stored_run_config_with_model_dropout_still_loads(caplog):
+    stored = {"name": "old-run", "model": {"dropout": 0.5, "hidden_size": 16}}
+    with caplog.at_level("WARNING", logger="rnnreg.config.loading"):
+        config = config_from_dict(stored)
+    assert config.model.nonrecurrent_p == 0.5 and config.model.hidden_size == 16
+    assert "model.dropout is now model.nonrecurrent_p" in caplog.text
+    assert stored == {"name": "old-run", "model": {"dropout": 0.5, "hidden_size": 16}}  # not modified
+    with pytest.raises(ConfigError, match="one setting"):
+        config_from_dict({"model": {"dropout": 0.5, "nonrecurrent_p": 0.2}})

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 import rnnreg
-from rnnreg.data.missing_values import last_observed
-from rnnreg.layers.grud import GRUD, GRUDNoise
+from rnnreg.layers.grud import GRUD
+from rnnreg.layers.grud_inputs import last_observed
+from rnnreg.regularizers.step_noise import StepNoise
 
 T, B, D, H = 6, 3, 4, 5
 
@@ -164,7 +165,7 @@ def test_zoneout_that_keeps_everything_leaves_only_the_decay():
     grud = layer()
     x, mask, delta, x_last = inputs(seed=5)
     h0 = torch.randn(1, B, H, dtype=torch.double)
-    keep_all = GRUDNoise(keep=torch.ones(T, B, H, dtype=torch.double))
+    keep_all = StepNoise(keep_h=torch.ones(T, B, H, dtype=torch.double))
     out, _ = grud(x, mask, delta, x_last, h0, noise=keep_all)
     gamma_h = grud.decays(delta)[1]  # (T, B, H)
     torch.testing.assert_close(out, h0 * gamma_h.cumprod(0))
@@ -190,12 +191,12 @@ def test_regularizers_are_the_identity_or_the_expectation_in_eval():
 def test_training_noise_is_per_sequence_for_gal_and_fresh_per_step_for_semeniuta():
     like = torch.zeros(1, dtype=torch.double)
     gal = layer(recurrent_dropout=0.5, zoneout_h_p=0.2).draw_noise(T, B, like)
-    assert gal.rec.shape == (B, H) and gal.update is None and gal.keep.shape == (T, B, H)
-    assert set(gal.keep.unique().tolist()) <= {0.0, 1.0}
+    assert gal.rec.shape == (B, H) and gal.update is None and gal.keep_h.shape == (T, B, H)
+    assert set(gal.keep_h.unique().tolist()) <= {0.0, 1.0}
     semeniuta = layer(recurrent_dropout=0.5, recurrent_dropout_mode="semeniuta").draw_noise(T, B, like)
     assert semeniuta.rec is None and semeniuta.update.shape == (T, B, H)
     quiet = layer(recurrent_dropout=0.5, zoneout_h_p=0.2).eval().draw_noise(T, B, like)
-    assert quiet.rec is None and quiet.update is None and (quiet.keep == 0.2).all()
+    assert quiet.rec is None and quiet.update is None and (quiet.keep_h == 0.2).all()
     torch.manual_seed(9)
     first = layer(recurrent_dropout=0.5).draw_noise(T, B, like).rec
     torch.manual_seed(9)

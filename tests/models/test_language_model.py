@@ -17,7 +17,7 @@ TORCH_LAYERS = {"lstm": lambda i, h: nn.LSTM(i, h), "gru": lambda i, h: nn.GRU(i
                 "rnn": lambda i, h: nn.RNN(i, h), "irnn": lambda i, h: nn.RNN(i, h, nonlinearity="relu")}
 # Every regularizer that must vanish in eval mode (zoneout is excluded: its eval form is the
 # expectation, not the identity; Krueger et al. 2016).
-EVAL_OFF = dict(embed_p=0.3, input_p=0.3, hidden_p=0.3, output_p=0.3, dropout=0.3, weight_p=0.3,
+EVAL_OFF = dict(embed_p=0.3, input_p=0.3, hidden_p=0.3, output_p=0.3, nonrecurrent_p=0.3, weight_p=0.3,
                 recurrent_dropout=0.3, weight_noise_std=0.1)
 
 
@@ -111,7 +111,7 @@ def test_trains_with_every_regularizer_on():
     pattern = torch.tensor([0, 3, 1, 4, 1, 5, 2, 6])
     tokens = pattern.repeat(3).view(-1, 1).repeat(1, 4)  # (24, 4): each column the repeated pattern
     model = RNNLanguageModel(8, embedding_size=12, hidden_size=16, num_layers=2, tie_weights=True,
-                             embed_p=0.1, input_p=0.1, hidden_p=0.1, output_p=0.1, dropout=0.1,
+                             embed_p=0.1, input_p=0.1, hidden_p=0.1, output_p=0.1, nonrecurrent_p=0.1,
                              weight_p=0.1, recurrent_dropout=0.1, zoneout_h_p=0.05, zoneout_c_p=0.05,
                              weight_noise_std=0.01, peepholes=True, forget_bias=1.0, return_cells=True)
     opt = torch.optim.Adam(model.parameters(), lr=0.02)
@@ -175,7 +175,7 @@ def test_detach_state_cuts_the_graph_and_keeps_values():
         assert not a[0].requires_grad and torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
 
 
-@pytest.mark.parametrize("rate", ["embed_p", "input_p", "hidden_p", "output_p", "dropout", "weight_p"])
+@pytest.mark.parametrize("rate", ["embed_p", "input_p", "hidden_p", "output_p", "nonrecurrent_p", "weight_p"])
 def test_mc_dropout_makes_eval_stochastic(rate):
     model = lm(**{rate: 0.5}).eval()
     tokens = toks()
@@ -212,7 +212,7 @@ def test_raw_and_dropped_differ_only_in_training():
 
 
 def test_zaremba_dropout_draws_a_fresh_mask_every_step():
-    out = lm(dropout=0.5).train()(toks(6, 4))
+    out = lm(nonrecurrent_p=0.5).train()(toks(6, 4))
     zeros = (out.dropped[0] == 0) & (out.raw[0] != 0)  # (T, B, H)
     assert zeros.any() and not torch.equal(zeros, zeros[:1].expand_as(zeros))
 

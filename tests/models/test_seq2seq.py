@@ -10,7 +10,7 @@ from rnnreg.models.seq2seq import Seq2Seq, reorder_state
 SRC_V, TGT_V = 9, 7
 # Every regularizer whose eval-mode form is the identity (zoneout's is its expectation instead,
 # Krueger et al. 2017, sec. 2).
-REGULARIZERS = dict(embed_p=0.2, input_p=0.2, hidden_p=0.2, output_p=0.2, dropout=0.1, weight_p=0.3,
+REGULARIZERS = dict(embed_p=0.2, input_p=0.2, hidden_p=0.2, output_p=0.2, nonrecurrent_p=0.1, weight_p=0.3,
                     recurrent_dropout=0.2, weight_noise_std=0.05)
 
 

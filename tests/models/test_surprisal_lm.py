@@ -85,7 +85,7 @@ def test_training_samples_the_keep_signal_and_eval_uses_it():
 
 def test_gradients_reach_every_parameter():
     model = SurprisalZoneoutLM(V, tie_weights=True, embed_p=0.1, input_p=0.1, hidden_p=0.1,
-                               output_p=0.1, dropout=0.1, weight_p=0.2, recurrent_dropout=0.1,
+                               output_p=0.1, nonrecurrent_p=0.1, weight_p=0.2, recurrent_dropout=0.1,
                                weight_noise_std=0.01, peepholes=True, **SIZES).train()
     tokens = toks()
     out = model(tokens[:-1])

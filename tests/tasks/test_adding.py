@@ -11,7 +11,7 @@ from torch import nn
 
 from rnnreg.models.sequence_net import SequenceNet
 from rnnreg.tasks.adding import AddingTask, adding_batch
-from rnnreg.tasks.base import SequenceOutput
+from rnnreg.models.outputs import SequenceOutput
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

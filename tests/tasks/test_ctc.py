@@ -10,7 +10,7 @@ from torch import nn
 
 from rnnreg.decoding import collapse
 from rnnreg.models.sequence_net import SequenceNet
-from rnnreg.tasks.base import SequenceOutput
+from rnnreg.models.outputs import SequenceOutput
 from rnnreg.tasks.ctc import CTCTask
 from rnnreg.tasks.ctc_base import pad_ctc_batch
 from rnnreg.tasks.ctc_synthetic import ctc_example, duration_range, label_prototypes

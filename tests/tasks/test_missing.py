@@ -9,7 +9,7 @@ import torch
 from rnnreg.data.errors import DataError
 from rnnreg.models.grud_net import GRUDNet
 from rnnreg.models.sequence_net import SequenceNet
-from rnnreg.tasks.base import SequenceOutput
+from rnnreg.models.outputs import SequenceOutput
 from rnnreg.tasks.missing import MissingValuesTask, binary_auc
 from rnnreg.tasks.synthetic_missing import make_missing_benchmark
 
@@ -75,7 +75,7 @@ class Spy(torch.nn.Module):
 
 
 def test_the_baseline_reads_mean_imputed_values_and_grud_reads_everything():
-    task = small_task()
+    task = small_task(inputs="imputed")
     batch = task.train_batch(1, 0, 8)
     spy = Spy()
     task.forward(spy, batch)
@@ -83,7 +83,7 @@ def test_the_baseline_reads_mean_imputed_values_and_grud_reads_everything():
     assert torch.equal(spy.seen[observed], batch["x"][observed])
     assert torch.equal(spy.seen[~observed], task.x_mean.expand_as(batch["x"])[~observed])
     grud = GRUDNet(4, 2, x_mean=task.x_mean, hidden_size=6)
-    out = task.forward(grud, batch)
+    out = small_task().forward(grud, batch)
     assert out.prediction.shape == (8, 2) and out.raw[0].shape == (12, 8, 6)
     assert SequenceNet(4, 2, cell="gru", hidden_size=6)(spy.seen).prediction.shape == (8, 2)
 
@@ -104,7 +104,7 @@ class Constant(torch.nn.Module):
 
 
 def test_score_of_a_constant_model_is_the_class_share_and_chance_auc():
-    task = small_task()
+    task = small_task(inputs="imputed")
     scores = task.score(Constant(), task.eval_batches("valid", 16))
     share = task._data["valid"]["label"].float().mean().item()
     assert scores["accuracy"] == pytest.approx(100 * share) and scores["auc"] == 0.5

@@ -12,7 +12,7 @@ from torch import nn
 
 from helpers import shared_data
 from rnnreg.models.sequence_net import SequenceNet
-from rnnreg.tasks.base import SequenceOutput
+from rnnreg.models.outputs import SequenceOutput
 from rnnreg.tasks.mnist import PixelMNISTTask
 
 

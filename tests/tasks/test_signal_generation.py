@@ -8,7 +8,7 @@ from torch import nn
 
 from rnnreg.models.clockwork_net import ClockworkNet
 from rnnreg.models.sequence_net import SequenceNet
-from rnnreg.tasks.base import SequenceOutput
+from rnnreg.models.outputs import SequenceOutput
 from rnnreg.tasks.signal_generation import SignalGenerationTask, music_like_signal, nmse
 
 

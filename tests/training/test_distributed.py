@@ -120,7 +120,7 @@ def _worker(rank: int, tmp: str) -> None:
     result["params"] = [p.detach().clone() for p in model.parameters()]
     result["averages"] = [optimizer.state[p]["ax"].clone() for p in model.parameters()]
     valid = _tokens(300, 3)
-    result["valid"] = {b: evaluate(model, shard_columns(batchify(valid, b), rank, WORLD), BPTT, dist=d)
+    result["valid"] = {b: evaluate(model, shard_columns(batchify(valid, b), rank, WORLD), BPTT, all_sum=d.sum)
                        for b in (4, 5)}  # 5 columns: unequal shards, 3 and 2
     result.update(_train_loop(tmp_path))
     torch.save(result, tmp_path / f"rank{rank}.pt")

@@ -9,7 +9,7 @@ import types
 import pytest
 import torch
 
-import rnnreg.training.loop as train_module
+import rnnreg.tasks.language_model as lm_task_module
 from rnnreg.runs.checkpoint import load_checkpoint
 from rnnreg.runs.metrics import read_metrics
 from rnnreg.runs.run_dir import new_run_dir
@@ -40,7 +40,7 @@ def test_training_learns_and_writes_the_run(corpus_dir, tmp_path):
     config = tiny_config(corpus_dir, tmp_path, "train.epochs=3", "optim.optimizer=adam", "optim.lr=0.01",
                          "model.weight_p=0.1", "model.input_p=0.1", "model.output_p=0.1")
     run, summary = run_training(config)
-    vocab = len(load_checkpoint(run.best)["vocab"])
+    vocab = len(load_checkpoint(run.best)["spec"]["vocab"])
     assert summary["status"] == "finished" and summary["metric"] == "ppl"
     assert summary["valid"] < vocab / 2 and summary["test"] < vocab / 2   # uniform guessing scores ~vocab
     for path in (run.config, run.metrics, run.summary, run.best, run.last, run.sample):
@@ -117,7 +117,7 @@ def _nan_on_call(n):
 
 
 def test_nan_loss_restores_the_last_good_state_and_lowers_the_lr(corpus_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(train_module, "F", _nan_on_call(30))
+    monkeypatch.setattr(lm_task_module, "F", _nan_on_call(30))
     config = tiny_config(corpus_dir, tmp_path, "train.epochs=1", "train.eval_every=20")
     run, summary = run_training(config)
     assert summary["status"] == "finished" and math.isfinite(summary["valid"])
@@ -130,7 +130,7 @@ def test_nan_loss_restores_the_last_good_state_and_lowers_the_lr(corpus_dir, tmp
 
 
 def test_nan_policy_stop_ends_the_run_cleanly(corpus_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(train_module, "F", _nan_on_call(10))
+    monkeypatch.setattr(lm_task_module, "F", _nan_on_call(10))
     config = tiny_config(corpus_dir, tmp_path, "train.epochs=1", "train.nan_policy=stop")
     run, summary = run_training(config)
     assert summary["status"] == "failed" and summary["steps"] == 9
@@ -139,7 +139,7 @@ def test_nan_policy_stop_ends_the_run_cleanly(corpus_dir, tmp_path, monkeypatch)
 
 def test_trigger_and_early_stopping_react_to_validation(corpus_dir, tmp_path, monkeypatch):
     losses = iter([3.0, 2.9, 3.1, 3.2, 3.3, 3.4, 3.5, 3.6])
-    monkeypatch.setattr(train_module, "evaluate", lambda *a, **k: next(losses))
+    monkeypatch.setattr(lm_task_module, "evaluate", lambda *a, **k: next(losses))
     config = tiny_config(corpus_dir, tmp_path, "train.epochs=8", "train.patience=3", "optim.nonmono=1",
                          "train.max_steps=0", "train.sample_length=0")
     run, summary = run_training(config)

@@ -9,7 +9,7 @@ from rnnreg.runs.checkpoint import load_checkpoint
 from rnnreg.config import apply_overrides, config_from_dict
 from rnnreg.runs.metrics import read_metrics
 from rnnreg.runs.run_dir import new_run_dir
-from rnnreg.training.task_loop import train_task
+from rnnreg.training.loop import train
 
 from task_fixtures import SignOfSumTask
 
@@ -28,7 +28,7 @@ def run_training(config, run=None, **kw):
     if run is None:
         run = new_run_dir(config.train.out_dir, config.name)
         run.write_config(config)
-    return run, train_task(config, run, task=SignOfSumTask(), **kw)
+    return run, train(config, run, task=SignOfSumTask(), **kw)
 
 
 def stable(records):
@@ -47,7 +47,7 @@ def test_task_training_learns_and_writes_the_run(tmp_path):
     evals = [r for r in records if r["kind"] == "eval"]
     assert [r["split"] for r in evals] == ["valid"] * 4 + ["test"]
     assert max(r["accuracy"] for r in evals[:-1]) == summary["valid"]
-    assert load_checkpoint(run.best)["format"] == "rnnreg-task-weights"
+    assert load_checkpoint(run.best)["format"] == "rnnreg-weights"
 
 
 def test_stopped_task_run_resumes_bit_for_bit(tmp_path):
@@ -91,6 +91,6 @@ def test_nan_loss_rolls_back_and_stop_policy_fails_cleanly(tmp_path, monkeypatch
     monkeypatch.setattr(task, "loss", lambda out, batch: real(out, batch) * float("nan"))
     config = config_for(tmp_path, "train.nan_policy=stop")
     run = new_run_dir(config.train.out_dir, config.name)
-    summary = train_task(config, run, task=task)
+    summary = train(config, run, task=task)
     assert summary["status"] == "failed" and summary["steps"] == 0
     assert any("non-finite" in r.get("message", "") for r in read_metrics(run.metrics))

@@ -43,9 +43,9 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from ..runs.metrics import MetricsFormatError
     from ..runs.plots import RunPlotError
     from ..training.loop import TrainingError
-    from ..runs.trained import VocabularyMismatch
+    from ..runs.trained import DataMismatch
 
-    return (UsageError, ConfigError, DataError, CheckpointError, TrainingError, VocabularyMismatch,
+    return (UsageError, ConfigError, DataError, CheckpointError, TrainingError, DataMismatch,
             MetricsFormatError, RunPlotError)
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from ..config import ModelConfig
+from ..layers import options
 
 
 class UsageError(Exception):
@@ -27,7 +29,6 @@ def prepare_extension() -> bool:
 
 
 def uses_extension(model: ModelConfig) -> bool:
-    """Whether training this model draws masks or runs stepwise on the CPU (the C++ extension)."""
-    rates = (model.embed_p, model.input_p, model.hidden_p, model.output_p, model.dropout, model.weight_p,
-             model.recurrent_dropout, model.zoneout_h_p, model.zoneout_c_p, model.weight_noise_std)
-    return any(rates) or model.peepholes or model.nonlinearity == "trec" or model.surprisal_zoneout
+    """Whether training this model draws masks or runs stepwise on the CPU (the C++ extension),
+    as the option table says (:func:`rnnreg.layers.options.uses_extension`)."""
+    return options.uses_extension(dataclasses.asdict(model))

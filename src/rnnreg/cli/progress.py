@@ -28,14 +28,11 @@ class ProgressBar:
 
     def on_start(self, info: dict) -> None:
         self.metric = info["metric"]
+        self.unit, self.rate = ("row", "tok/s") if info["unit"] == "tokens" else ("batch", "ex/s")
         resumed = f", resumed at step {info['resumed_at_step']}" if info["resumed_at_step"] else ""
         ranks = f" x {info['world_size']} processes" if info["world_size"] > 1 else ""
-        if "task" in info:
-            self.unit, self.rate = "batch", "ex/s"
-            data = f"{info['task']}, {info['batches']:,} batches per epoch"
-        else:
-            data = f"{info['train_tokens']:,} training tokens, vocabulary {info['vocab']:,}"
-        self._write(f"run {info['run']}: {info['params']:,} parameters, {data}, on {info['device']}{ranks}{resumed}")
+        self._write(f"run {info['run']}: {info['params']:,} parameters, {info['task']}, "
+                    f"on {info['device']}{ranks}{resumed}")
 
     def on_epoch_start(self, epoch: int, stage: str, rows: int, position: int) -> None:
         self._close()

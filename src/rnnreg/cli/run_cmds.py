@@ -48,51 +48,24 @@ def _positive(name: str, value: int | None) -> None:
 
 
 def evaluate_run(args: argparse.Namespace) -> int:
-    from ..tasks.build_lm import build_corpus, metric_for
-    from ..config import apply_overrides, config_from_dict, config_to_dict
-    from ..data import batchify
-    from ..tasks.lm_evaluation import evaluate, evaluate_mc
-    from ..runs.metrics import metric_value
     from ..runs.trained import load_trained
-
-    _positive("--batch-size", args.batch_size)
-    run = open_run_dir(args.run)
-    if run.read_config().task.kind != "lm":
-        return _evaluate_task(run, args)
-    trained = load_trained(run, which=args.checkpoint)
-    config = config_from_dict(apply_overrides(config_to_dict(trained.config), args.overrides))
-    corpus = build_corpus(config.data)
-    trained.check_corpus(corpus)
-    default = config.data.test_batch_size if args.split == "test" else config.data.eval_batch_size
-    data = batchify(getattr(corpus, args.split), args.batch_size or default)  # (N,) -> (N // B, B)
-    metric = metric_for(config, corpus)
-    if args.mc_samples:
-        loss = evaluate_mc(trained.model, data, config.data.bptt, args.mc_samples)
-    else:
-        loss = evaluate(trained.model, data, config.data.bptt)
-    mc = f" (MC dropout, {args.mc_samples} samples)" if args.mc_samples else ""
-    say(f"{args.split}: loss {loss:.4f}  {metric} {metric_value(loss, metric):.4f}{mc}")
-    return 0
-
-
-def _evaluate_task(run, args: argparse.Namespace) -> int:
-    from ..tasks.base import on_device
-    from ..runs.trained_task import load_trained_task
     from .common import UsageError
 
-    if args.mc_samples:
-        raise UsageError("--mc-samples applies to language models; sequence tasks are scored deterministically")
-    trained = load_trained_task(run, which=args.checkpoint, overrides=tuple(args.overrides))
-    batches = trained.task.eval_batches(args.split, args.batch_size or trained.config.data.eval_batch_size)
-    scores = trained.task.score(trained.model, on_device(batches, "cpu"))
-    metric = trained.task.metric
-    rest = "".join(f"  {k} {v:.4f}" for k, v in scores.items() if k not in ("loss", metric))
-    say(f"{args.split}: loss {scores['loss']:.4f}  {metric} {scores[metric]:.4f}{rest}")
+    _positive("--batch-size", args.batch_size)
+    if args.mc_samples < 0:
+        raise UsageError(f"--mc-samples must be >= 0, got {args.mc_samples}")
+    trained = load_trained(open_run_dir(args.run), which=args.checkpoint, overrides=tuple(args.overrides))
+    try:
+        metric, scores = trained.evaluate(args.split, batch_size=args.batch_size, mc_samples=args.mc_samples)
+    except ValueError as err:            # MC dropout asked of a task that has none, a split too small
+        raise UsageError(str(err)) from None
+    rest = "".join(f"  {k} {v:.4f}" for k, v in scores.items() if k not in ("loss", metric) and v is not None)
+    mc = f" (MC dropout, {args.mc_samples} samples)" if args.mc_samples else ""
+    say(f"{args.split}: loss {scores['loss']:.4f}  {metric} {scores[metric]:.4f}{rest}{mc}")
     return 0
 
 
 def generate_text(args: argparse.Namespace) -> int:
-    from ..tasks.text_sampling import sample_text
     from ..runs.trained import load_trained
     from .common import UsageError
 
@@ -101,70 +74,26 @@ def generate_text(args: argparse.Namespace) -> int:
         raise UsageError(f"--temperature must be > 0, got {args.temperature}")
     if args.top_k < 0:
         raise UsageError(f"--top-k must be >= 0, got {args.top_k}")
-    run = open_run_dir(args.run)
-    if run.read_config().task.kind != "lm":
-        raise UsageError(f"{args.run} trained a {run.read_config().task.kind!r} task; "
+    trained = load_trained(open_run_dir(args.run), which=args.checkpoint)
+    if trained.spec.vocab is None:
+        raise UsageError(f"{args.run} trained a {trained.config.task.kind!r} task; "
                          "`rnnreg generate` samples from language models (try `rnnreg eval`)")
-    trained = load_trained(run, which=args.checkpoint)
-    say(sample_text(trained.model, trained.vocab, trained.level, prime=args.prime, length=args.length,
-                    temperature=args.temperature, top_k=args.top_k, seed=args.seed, dataset=trained.dataset))
+    say(trained.sample(prime=args.prime, length=args.length, temperature=args.temperature, top_k=args.top_k,
+                       seed=args.seed))
     return 0
 
 
 def plot_run_cmd(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..runs.plots import hidden_norms, plot_hidden_norms, plot_run
+    from ..runs.plots import plot_run, plot_run_hidden_norms
+    from ..runs.trained import load_trained
 
     run = open_run_dir(args.run)
     out = Path(args.out) if args.out else run.plots
     paths = plot_run(run.path, out)
     if args.norm_steps and run.best.exists():
-        paths.append(_plot_norms(run, out, args.norm_steps, hidden_norms, plot_hidden_norms))
+        paths.append(plot_run_hidden_norms(load_trained(run), out / "hidden_norms.png", args.norm_steps))
     for path in paths:
         say(f"wrote {path}")
     return 0
-
-
-def _plot_norms(run, out, steps, hidden_norms, plot_hidden_norms):
-    """Per-layer ||h_t|| over the first ``steps`` validation tokens (Krueger & Memisevic 2016, Fig. 3)."""
-    import torch
-
-    if run.read_config().task.kind != "lm":
-        return _plot_task_norms(run, out, steps, hidden_norms, plot_hidden_norms)
-
-    from ..tasks.build_lm import build_corpus
-    from ..data import batchify
-    from ..runs.trained import load_trained
-
-    trained = load_trained(run)
-    corpus = build_corpus(trained.config.data)
-    trained.check_corpus(corpus)
-    data = batchify(corpus.valid, 8)[:steps]  # (N,) -> (T, 8): eight parallel validation streams
-    with torch.no_grad():
-        out_seq = trained.model(data)
-    path = out / "hidden_norms.png"
-    plot_hidden_norms(hidden_norms(out_seq.raw), path,
-                      title=f"{trained.config.name}: hidden-state norm per layer over {data.shape[0]} steps")
-    return path
-
-
-def _plot_task_norms(run, out, steps, hidden_norms, plot_hidden_norms):
-    """The same for a sequence task: its first validation batch, up to ``steps`` time steps."""
-    import torch
-
-    from ..runs.trained_task import load_trained_task
-
-    trained = load_trained_task(run)
-    batch = next(iter(trained.task.eval_batches("valid", 16)))
-    with torch.no_grad():
-        raw = [h[:steps] for h in trained.task.forward(trained.model, batch).raw]  # (T, B, H) each
-    norms = hidden_norms(raw)                                                      # (T, B) each
-    lengths = trained.task.lengths(batch)
-    if lengths is not None:                    # padding is no state: leave it out of the bands
-        padded = torch.arange(raw[0].shape[0]).unsqueeze(1) >= lengths.unsqueeze(0)  # (T, B)
-        norms = {layer: values.masked_fill(padded, float("nan")) for layer, values in norms.items()}
-    path = out / "hidden_norms.png"
-    plot_hidden_norms(norms, path,
-                      title=f"{trained.config.name}: hidden-state norm per layer over {raw[0].shape[0]} steps")
-    return path

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Iterator
 
 from ..config import apply_overrides, config_from_dict, config_to_dict, load_config, preset_names
+from ..tasks.build import build_task
 from ..training.distributed import Distributed
+from ..training.loop import train
 from ..runs.run_dir import RunDir, new_run_dir, open_run_dir
 from .common import UsageError, prepare_extension, say, uses_extension
 
@@ -66,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
             config = config_from_dict(apply_overrides(config_to_dict(config), overrides))
     else:
         config = load_config(source, overrides)
-    data = _load_data(config)                   # bad data fails here, before anything is written
+    data = build_task(config)                   # bad data fails here, before anything is written
     if not args.resume:
         run_dir = new_run_dir(config.train.out_dir, config.name) if dist.is_main else None
         run_dir = _agree_on_run_dir(run_dir, dist, config.train.device)
@@ -77,28 +79,11 @@ def run(args: argparse.Namespace) -> int:
     show = dist.is_main and not args.quiet
     start = time.perf_counter()
     with _stop_on_signals() as flag:
-        summary = _train(config, run_dir, data, resume=bool(args.resume),
-                         observer=ProgressBar(enabled=show), stop_requested=lambda: flag[0])
+        summary = train(config, run_dir, task=data, resume=bool(args.resume),
+                        observer=ProgressBar(enabled=show), stop_requested=lambda: flag[0])
     if dist.is_main:
         _print_summary(summary, run_dir.path, time.perf_counter() - start)
     return 0 if summary["status"] in ("finished", "stopped") else 1
-
-
-def _load_data(config):
-    """The corpus of a language model, or the task (with its data) of a sequence task."""
-    if config.task.kind == "lm":
-        from ..tasks.build_lm import build_corpus
-        return build_corpus(config.data)
-    from ..tasks.build import build_task
-    return build_task(config)
-
-
-def _train(config, run_dir: RunDir, data, **kwargs) -> dict:
-    if config.task.kind == "lm":
-        from ..training.loop import train
-        return train(config, run_dir, corpus=data, **kwargs)
-    from ..training.task_loop import train_task
-    return train_task(config, run_dir, task=data, **kwargs)
 
 
 def _agree_on_run_dir(run_dir: RunDir | None, dist: Distributed, device: str) -> RunDir:
@@ -120,12 +105,12 @@ def _print_summary(summary: dict, path, seconds: float) -> None:
     valid, test = summary.get("valid"), summary.get("test")
     numbers = f"valid {metric} {valid}" + (f", test {metric} {test}" if test is not None else "")
     if summary.get("test_scores"):
-        others = {k: v for k, v in summary["test_scores"].items() if k not in ("loss", metric)}
+        others = {k: v for k, v in summary["test_scores"].items() if k not in ("loss", metric) and v is not None}
         numbers += "".join(f", test {k} {v:g}" for k, v in others.items())
     if summary.get("valid_mc") is not None:
         numbers += f", MC-dropout valid {metric} {summary['valid_mc']}"
     say(f"{summary['status']}: {numbers} after {summary['steps']} steps ({seconds / 60:.1f} min)")
-    commands = "plot", "eval", *(("generate",) if "task" not in summary else ())
+    commands = "plot", "eval", *(("generate",) if summary["task"] == "lm" else ())
     say(f"run directory: {path}   ({' | '.join(f'rnnreg {c} {path}' for c in commands)})")
     if summary["status"] == "stopped":
         say(f"resume with: rnnreg train --resume {path}")

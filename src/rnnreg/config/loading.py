@@ -2,13 +2,16 @@
 
 Strict means a misspelt key is an error that names the nearest valid key, never a silently
 ignored setting, and a value of the wrong type is an error, never a string that looks like a
-number (the PyYAML ``1e-6`` trap: TOML reads it as a float).
+number (the PyYAML ``1e-6`` trap: TOML reads it as a float). A renamed key is an error in a file
+or an override, which a person can fix, and is moved to its new name with a warning in a stored
+run config (a checkpoint's or a run's ``config.toml``), so old runs still load.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import tomllib
 import types
 import typing
@@ -19,6 +22,44 @@ from typing import Any, Sequence
 from .schema import Config, ConfigError
 
 PRESET_PACKAGE = "rnnreg.presets"
+logger = logging.getLogger(__name__)
+# (section, old key) -> (new key, what it means).
+RENAMED = {("model", "dropout"): ("nonrecurrent_p", "Zaremba et al. 2014: dropout on every "
+                                  "non-recurrent connection, fresh mask each step")}
+
+
+def _renamed(section: str, key: str) -> str | None:
+    """The one-line message for a renamed key, or None."""
+    if (section, key) not in RENAMED:
+        return None
+    new, meaning = RENAMED[(section, key)]
+    return f"{section}.{key} is now {section}.{new} ({meaning})"
+
+
+def _refuse_renamed(table: dict, where: str) -> None:
+    for section, part in table.items():
+        for key in part if isinstance(part, dict) else ():
+            message = _renamed(section, key)
+            if message:
+                raise ConfigError(f"{message}; rename it in {where}")
+
+
+def _migrate(table: dict) -> dict:
+    """A stored config's renamed keys moved to their new names (a new dict), each with a warning."""
+    out = dict(table)
+    for (section, old), (new, _) in RENAMED.items():
+        part = out.get(section)
+        if not isinstance(part, dict) or old not in part:
+            continue
+        part = dict(part)
+        value = part.pop(old)
+        if new in part and part[new] != value:
+            raise ConfigError(f"{section}.{old} and {section}.{new} are one setting, given twice "
+                              f"({value!r} and {part[new]!r})")
+        part[new] = value
+        out[section] = part
+        logger.warning("stored config: %s; read as %s.%s = %r", _renamed(section, old), section, new, value)
+    return out
 
 
 def _nearest(word: str, candidates: Sequence[str], prefix: str = "", label: str = "valid keys") -> str:
@@ -69,8 +110,9 @@ def _build(cls: type, table: dict, where: str = "") -> Any:
 
 
 def config_from_dict(table: dict) -> Config:
-    """A Config from a plain nested dict (as read from TOML), strictly checked."""
-    return _build(Config, table)
+    """A Config from a plain nested dict (as read from TOML, or stored with a run), strictly
+    checked; a stored config's renamed keys are read under their new names, with a warning."""
+    return _build(Config, _migrate(table))
 
 
 def config_to_dict(config: Config) -> dict:
@@ -102,6 +144,8 @@ def apply_overrides(table: dict, overrides: Sequence[str]) -> dict:
         if not sep or not key:
             raise ConfigError(f"override {item!r} must look like section.key=value")
         parts = key.split(".")
+        if len(parts) == 2 and _renamed(*parts):
+            raise ConfigError(f"{_renamed(*parts)}; rename the override")
         if parts[0] not in sections:
             raise ConfigError(f"unknown key {key!r}{_nearest(parts[0], list(sections))}")
         node = merged
@@ -146,6 +190,7 @@ def _read_table(source: str, seen: tuple[str, ...] = ()) -> dict:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{label} is not valid TOML: {err}") from None
+    _refuse_renamed(table, label)
     base = table.pop("base", None)
     if base is None:
         return table

@@ -1,7 +1,7 @@
 """The one configuration schema: frozen dataclasses, validated when built.
 
 A config is read from a TOML preset (``rnnreg/presets/*.toml``) or a user file, adjusted with
-dotted ``section.key=value`` overrides, and stops at the builders (``rnnreg.tasks.build_lm``): modules
+dotted ``section.key=value`` overrides, and stops at the builders (``rnnreg.tasks.build``): modules
 never see it, they take flat named arguments. Field names follow the layers' names
 (``input_p``, ``weight_p``, ...) so one name means one thing from the TOML file to the kernel.
 """
@@ -9,6 +9,8 @@ never see it, they take flat named arguments. Field names follow the layers' nam
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+
+from ..layers.options import CELLS, OPTIONS, SINGLE_CELL_TASKS, STACK_CELLS, refusals
 
 
 class ConfigError(ValueError):
@@ -25,7 +27,7 @@ def _check(obj: object, section: str) -> None:
     [0, 1) (a rate of 1 would drop everything), sizes and counts are positive."""
     for f in fields(obj):
         value, name = getattr(obj, f.name), f"{section}.{f.name}"
-        if f.name.endswith("_p") or f.name in ("dropout", "recurrent_dropout"):
+        if f.name.endswith("_p") or f.name == "recurrent_dropout":
             _require(0.0 <= value < 1.0, f"{name} must be in [0, 1), got {value}")
 
 
@@ -62,6 +64,7 @@ class DataConfig:
 class ModelConfig:
     """The language model (Zaremba et al. 2014; Merity et al. 2017); see RNNLanguageModel."""
     cell: str = "lstm"                 # lstm | gru | rnn | irnn; tasks also grud | clockwork
+    # Which cell takes which of the recurrent options below: rnnreg.layers.options.
     embedding_size: int = 400
     hidden_size: int = 1150
     num_layers: int = 3
@@ -71,7 +74,7 @@ class ModelConfig:
     input_p: float = 0.0               # locked dropout on the embedding output (--dropouti)
     hidden_p: float = 0.0              # locked dropout between layers (--dropouth)
     output_p: float = 0.0              # locked dropout on the last layer's output (--dropout)
-    dropout: float = 0.0               # Zaremba's fresh-mask dropout on non-recurrent connections
+    nonrecurrent_p: float = 0.0        # Zaremba et al. 2014: fresh-mask dropout, non-recurrent connections
     weight_p: float = 0.0              # weight drop on W_hh (--wdrop)
     recurrent_dropout: float = 0.0
     recurrent_dropout_mode: str = "gal"
@@ -93,12 +96,11 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _check(self, "model")
-        _choice("model.cell", self.cell, ("lstm", "gru", "rnn", "irnn", "grud", "clockwork"))
-        _choice("model.recurrent_dropout_mode", self.recurrent_dropout_mode, ("gal", "semeniuta"))
-        _choice("model.nonlinearity", self.nonlinearity, ("tanh", "relu", "trec"))
-        _choice("model.recurrent_init", self.recurrent_init, ("default", "identity"))
-        _choice("model.implementation", self.implementation, ("auto", "fused", "stepwise", "reference"))
+        _choice("model.cell", self.cell, CELLS)
         _choice("model.attention", self.attention, ("none", "dot"))
+        # The option table: named choices, and options (or values) this cell does not have.
+        found = refusals(self.cell, {name: getattr(self, name) for name in OPTIONS}, prefix="model.")
+        _require(not found, "; ".join(refusal.message for refusal in found))
         for name in ("embedding_size", "hidden_size", "num_layers"):
             _require(getattr(self, name) >= 1, f"model.{name} must be >= 1, got {getattr(self, name)}")
         _require(not self.hidden_sizes or len(self.hidden_sizes) == self.num_layers,
@@ -113,14 +115,6 @@ class ModelConfig:
 
 
 TASKS = ("lm", "adding", "mnist", "missing", "clockwork", "seq2seq", "ctc")
-# Which model cells a task accepts beyond the rnnreg layers (lstm, gru, rnn, irnn).
-_TASK_CELLS = {"missing": ("grud",), "clockwork": ("clockwork",)}
-# ModelConfig options those single-layer cells do not have (rnnreg.models.grud_net / clockwork_net).
-_SINGLE_CELL_UNSUPPORTED = {
-    "grud": ("input_p", "hidden_p", "dropout", "weight_p", "weight_noise_std", "zoneout_c_p", "peepholes",
-             "forget_bias"),
-    "clockwork": ("hidden_p", "dropout", "weight_p", "weight_noise_std", "zoneout_c_p", "peepholes",
-                  "forget_bias")}
 
 
 @dataclass(frozen=True)
@@ -130,7 +124,8 @@ class TaskConfig:
     read [data]'s batch_size, eval_batch_size, path, cache_dir and download."""
     kind: str = "lm"                   # lm | adding | mnist | missing | clockwork | seq2seq | ctc
     data_seed: int = 1234              # generated data, permutations, splits (not the model's seed)
-    seq_len: int = 100                 # adding: T; clockwork: signal length; missing: steps; ctc: frames per label
+    seq_len: int = 100                 # time steps per sequence (adding, clockwork, missing)
+    frames_per_label: int = 4          # ctc (generated): mean frames per label (durations 2..6 at 4)
     train_size: int = 0                # examples per training epoch (0: the task's default)
     valid_size: int = 1000             # validation examples (mnist: held out of the training images)
     test_size: int = 1000              # generated tasks' test examples (mnist: always its 10,000)
@@ -147,7 +142,7 @@ class TaskConfig:
         _check(self, "task")
         _choice("task.kind", self.kind, TASKS)
         _choice("task.problem", self.problem, ("copy", "reverse", "addition"))
-        for name in ("seq_len", "valid_size", "test_size", "min_length", "max_length", "num_symbols",
+        for name in ("seq_len", "frames_per_label", "valid_size", "test_size", "min_length", "max_length", "num_symbols",
                      "num_features", "beam_size"):
             _require(getattr(self, name) >= 1, f"task.{name} must be >= 1, got {getattr(self, name)}")
         _require(self.train_size >= 0, f"task.train_size must be >= 0, got {self.train_size}")
@@ -281,7 +276,7 @@ class Config:
                      "model.tie_weights needs the last of model.hidden_sizes to equal model.embedding_size")
         _require(not (self.penalties.norm_stabilizer_on == "cell" and self.model.cell != "lstm"),
                  "penalties.norm_stabilizer_on = 'cell' needs model.cell = 'lstm'")
-        cells = ("lstm", "gru", "rnn", "irnn", *_TASK_CELLS.get(self.task.kind, ()))
+        cells = STACK_CELLS + tuple(c for c, kind in SINGLE_CELL_TASKS.items() if kind == self.task.kind)
         _require(self.model.cell in cells, f"model.cell = {self.model.cell!r} does not fit task.kind = "
                  f"{self.task.kind!r} (use one of {', '.join(cells)})")
         _require(self.task.kind in ("adding", "mnist", "ctc") or not self.model.bidirectional,
@@ -303,10 +298,10 @@ class Config:
             lm_only["model.embed_p"] = m.embed_p  # only seq2seq embeds tokens
         used = [name for name, value in lm_only.items() if value]
         _require(not used, f"{', '.join(used)} apply to language models, not to task.kind = {kind!r}")
-        if m.cell in _SINGLE_CELL_UNSUPPORTED:
-            # GRU-D and the Clockwork RNN are one recurrent layer of their own with a read-out.
-            unsupported = {"model.num_layers": m.num_layers != 1, "model.hidden_sizes": bool(m.hidden_sizes),
-                           **{f"model.{name}": bool(getattr(m, name)) for name in _SINGLE_CELL_UNSUPPORTED[m.cell]}}
+        if m.cell in SINGLE_CELL_TASKS:
+            # GRU-D and the Clockwork RNN are one recurrent layer of their own with a read-out; the
+            # options they do not have are refused by ModelConfig, from the option table.
+            unsupported = {"model.num_layers": m.num_layers != 1, "model.hidden_sizes": bool(m.hidden_sizes)}
             used = [name for name, on in unsupported.items() if on]
             _require(not used, f"model.cell = {m.cell!r} is one layer without {', '.join(used)}; "
                      f"remove {'it' if len(used) == 1 else 'them'}")

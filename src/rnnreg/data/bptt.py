@@ -1,4 +1,4 @@
-"""Variable-length backpropagation through time (Merity et al. 2017, "Regularizing and Optimizing
+r"""Variable-length backpropagation through time (Merity et al. 2017, "Regularizing and Optimizing
 LSTM Language Models", sec. 4.1).
 
 With a fixed BPTT length every epoch starts windows at the same offsets, so a token at offset 3
@@ -7,6 +7,23 @@ through a longer history. Drawing each window's length moves the cut points arou
 
     base    = bptt with probability p, else bptt / 2
     seq_len = max(min_len, int(N(base, std)))       capped at bptt + max_delta
+
+How the windows tile the batched columns (``batchify``: the corpus cut into B streams laid side
+by side, N rows; each window's targets are its inputs one row further down)::
+
+          column 0   column 1   ...  column B-1
+    row 0  [ w0       w0               w0      ]  \
+    row 1  [ w0       w0               w0      ]   } window 0: rows 0 .. 69 in, 1 .. 70 target
+     ...                                          /   (seq_len 70 drawn, lr x 70/70)
+    row 70 [ w1       w1               w1      ]  \
+     ...                                           } window 1: 35 rows (the bptt/2 base drawn,
+    row 104[ w1       w1               w1      ]  /   p = 0.05), lr x 35/70
+     ...
+    row N-2[ wk       wk               wk      ]     last window: clipped so that its targets
+    row N-1  (targets only)                           stay inside the data
+
+Windows never overlap or leave a gap, so every token is predicted once per epoch, and the state
+at the end of window k (carried per column, detached) starts window k + 1 on the same text.
 
 The cap guards against a rare very long window exhausting memory (the AWD-LSTM-derived code of
 Yang et al. 2018 caps at ``bptt + 40``). Because a longer window sums more per-token losses into one

@@ -24,24 +24,16 @@ from ..regularizers.weight_drop import drop_weight
 from ..regularizers.weight_noise import add_weight_noise
 from ..regularizers.monte_carlo import is_stochastic
 from .fused import fused_layer
+from .options import refusals
 from .sequences import SequenceBatch, initial_state, keep_signals
 from .states import RecurrentStates
 from .stepwise import StepOptions, stepwise_layer
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
-IMPLEMENTATIONS = ("auto", "fused", "stepwise", "reference")
-# Options that only one cell understands; anything else refuses them rather than ignoring them.
-CELL_OPTIONS = {"lstm": ("zoneout_c_p", "peepholes", "forget_bias"),
-                "rnn": ("nonlinearity", "trec_threshold", "recurrent_init")}
 
 
-def _choice(name: str, value: str, allowed: Sequence[str]) -> str:
-    if value not in allowed:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
-    return value
-
-
-def _positive_int(name: str, value: int) -> int:
+def positive_int(name: str, value: int) -> int:
+    """``value`` if it is a positive int (not a bool); a ValueError naming ``name`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return value
@@ -79,16 +71,18 @@ class RecurrentBase(nn.Module):
                  recurrent_init: str = "default", implementation: str = "auto",
                  mc_dropout: bool = False) -> None:
         super().__init__()
+        # The option table (rnnreg.layers.options) decides which cell takes which option; a cell
+        # refuses an option it does not have rather than ignoring it.
         given = locals()
-        defaults = inspect.signature(RecurrentBase.__init__).parameters
-        for owner, names in CELL_OPTIONS.items():
-            for name in names:
-                if cell != owner and given[name] != defaults[name].default:
-                    raise TypeError(f"{name} applies to rnnreg.{owner.upper()} only, not to {cell.upper()}")
+        names = inspect.signature(RecurrentBase.__init__).parameters
+        found = refusals(cell, {name: given[name] for name in names}, among=tuple(GATES),
+                         label=lambda c: f"rnnreg.{c.upper()}")
+        if found:
+            raise found[0].error(found[0].message)
         self.cell = cell
-        self.input_size = _positive_int("input_size", input_size)
-        self.hidden_size = _positive_int("hidden_size", hidden_size)
-        self.num_layers = _positive_int("num_layers", num_layers)
+        self.input_size = positive_int("input_size", input_size)
+        self.hidden_size = positive_int("hidden_size", hidden_size)
+        self.num_layers = positive_int("num_layers", num_layers)
         self.bias, self.batch_first, self.bidirectional = bool(bias), bool(batch_first), bool(bidirectional)
         self.dropout = check_probability("dropout", dropout)
         self.input_p = check_probability("input_p", input_p)
@@ -97,20 +91,17 @@ class RecurrentBase(nn.Module):
         self.weight_p = check_probability("weight_p", weight_p)
         self.weight_noise_std = check_nonnegative("weight_noise_std", weight_noise_std)
         self.recurrent_dropout = check_probability("recurrent_dropout", recurrent_dropout)
-        self.recurrent_dropout_mode = _choice("recurrent_dropout_mode", recurrent_dropout_mode, ("gal", "semeniuta"))
-        if cell == "rnn" and recurrent_dropout_mode == "semeniuta":
-            raise ValueError("recurrent_dropout_mode='semeniuta' drops a gated cell's candidate update; "
-                             "a plain RNN has none (use 'gal')")
+        self.recurrent_dropout_mode = recurrent_dropout_mode
         self.zoneout_h_p = check_probability("zoneout_h_p", zoneout_h_p)
         self.zoneout_c_p = check_probability("zoneout_c_p", zoneout_c_p)
         self.peepholes = bool(peepholes)
         self.forget_bias = None if forget_bias is None else float(forget_bias)
         if self.forget_bias is not None and not bias:
             raise ValueError("forget_bias needs bias=True")
-        self.nonlinearity = _choice("nonlinearity", nonlinearity, ("tanh", "relu", "trec"))
+        self.nonlinearity = nonlinearity
         self.trec_threshold = float(trec_threshold)
-        self.recurrent_init = _choice("recurrent_init", recurrent_init, ("default", "identity"))
-        self.implementation = _choice("implementation", implementation, IMPLEMENTATIONS)
+        self.recurrent_init = recurrent_init
+        self.implementation = implementation
         self.mc_dropout = bool(mc_dropout)
         self._register_weights(device, dtype)
         self.reset_parameters()

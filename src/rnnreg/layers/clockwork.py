@@ -33,8 +33,9 @@ from torch import Tensor, nn
 
 from ..kernels.clockwork import clockwork_fast, clockwork_reference
 from ..kernels.reference import activation
-from ..regularizers.masks import check_probability, dropout_mask, keep_mask
+from ..regularizers.masks import check_probability
 from ..regularizers.monte_carlo import is_stochastic
+from ..regularizers.step_noise import draw_step_noise
 
 NONLINEARITIES = ("tanh", "relu", "trec")
 IMPLEMENTATIONS = ("auto", "fast", "reference")  # auto: fast (the config's default name)
@@ -130,13 +131,9 @@ class ClockworkRNN(nn.Module):
             raise ValueError(f"hx must be (1, {batch}, {self.hidden_size}), got shape {tuple(hx.shape)}")
         else:
             h0 = hx.reshape(batch, self.hidden_size)  # (1, B, H) -> (B, H)
-        stochastic = is_stochastic(self)
-        rec_mask = (dropout_mask((batch, self.hidden_size), self.recurrent_dropout, x)
-                    if stochastic and self.recurrent_dropout > 0 else None)
-        zone = None
-        if self.zoneout_h_p > 0:
-            shape = (steps, batch, self.hidden_size)
-            zone = keep_mask(shape, self.zoneout_h_p, x) if stochastic else x.new_full(shape, self.zoneout_h_p)
+        noise = draw_step_noise((steps, batch, self.hidden_size), x, stochastic=is_stochastic(self),
+                                recurrent_dropout=self.recurrent_dropout, zoneout_h=self.zoneout_h_p)
+        rec_mask, zone = noise.rec, noise.keep_h  # (B, H) or None, (T, B, H) or None
         if self.implementation == "reference":
             out = clockwork_reference(x, h0, self.weight_ih, self.bias, list(self.weight_hh), self.periods,
                                       self.column_start, self._act, rec_mask, zone, step_offset)

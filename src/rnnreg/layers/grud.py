@@ -2,7 +2,7 @@
 
 Che et al. (2018), "Recurrent neural networks for multivariate time series with missing values",
 Sci. Rep. 8:6085, section "GRU-D". With mask m_t, time since the last observation delta_t and
-the last observed value x_last (see rnnreg.data.missing_values):
+the last observed value x_last (see rnnreg.layers.grud_inputs):
 
     gamma_x = exp(-max(0, W_gx delta_t + b_gx))   decay rate; W_gx DIAGONAL: each variable decays
                                                    on its own interval only (input decay)
@@ -18,7 +18,8 @@ the concatenated input [x^_t, m_t]. Che et al. write the update gate the other w
 (z <-> 1 - z, a relabelling) and apply the reset gate before the recurrent product (U (r * h^));
 torch's reset-after form is the cuDNN variant, which we keep for the reduction above.
 
-Regularizers (one forward call draws them all, identity or expectation in eval):
+Regularizers (one forward call draws them all with rnnreg.regularizers.step_noise, identity or
+expectation in eval):
 recurrent_dropout on h^_{t-1} where it enters the gates, one mask per sequence (Gal & Ghahramani
 2016), or with recurrent_dropout_mode="semeniuta" on the candidate n_t, fresh each step
 (Semeniuta et al. 2016); zoneout_h_p (Krueger et al. 2017): a zoned-out unit keeps h^_{t-1}, as if
@@ -33,27 +34,17 @@ with the literal diagonal matrix diag(w_gx). Tests hold them to agree on outputs
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data.missing_values import last_observed
-from ..regularizers.masks import check_probability, dropout_mask, keep_mask
+from ..regularizers.masks import check_probability
 from ..regularizers.monte_carlo import is_stochastic
+from ..regularizers.step_noise import StepNoise, draw_step_noise, freeze_padded
+from .grud_inputs import last_observed
 
 IMPLEMENTATIONS = ("fast", "reference")
-
-
-@dataclass(frozen=True)
-class GRUDNoise:
-    """The noise of one forward call; None: that regularizer is off. rec (B, H): recurrent-dropout
-    mask on h^_{t-1}, entries 0 or 1/(1-p). update (T, B, H): candidate mask (Semeniuta).
-    keep (T, B, H): zoneout weights, 1 keeps h^_{t-1}."""
-    rec: Tensor | None = None
-    update: Tensor | None = None
-    keep: Tensor | None = None
 
 
 class GRUD(nn.Module):
@@ -124,21 +115,17 @@ class GRUD(nn.Module):
     def _impute(self, x: Tensor, mask: Tensor, x_last: Tensor, gamma_x: Tensor) -> Tensor:
         return torch.where(mask > 0, x, gamma_x * x_last + (1 - gamma_x) * self.x_mean)
 
-    def draw_noise(self, steps: int, batch: int, like: Tensor) -> GRUDNoise:
-        """Masks for one call: sampled in training (or MC dropout), else the eval expectation."""
-        shape, stochastic = (steps, batch, self.hidden_size), is_stochastic(self)
-        rec = update = keep = None
-        if stochastic and self.recurrent_dropout > 0 and self.semeniuta:
-            update = dropout_mask(shape, self.recurrent_dropout, like)  # fresh every step
-        elif stochastic and self.recurrent_dropout > 0:
-            rec = dropout_mask((batch, self.hidden_size), self.recurrent_dropout, like)  # per sequence
-        if self.zoneout_h_p > 0:
-            keep = keep_mask(shape, self.zoneout_h_p, like) if stochastic else like.new_full(shape, self.zoneout_h_p)
-        return GRUDNoise(rec, update, keep)
+    def draw_noise(self, steps: int, batch: int, like: Tensor) -> StepNoise:
+        """This layer's masks for one call (rec (B, H), update and keep_h (T, B, H), see
+        :class:`StepNoise`): sampled in training (or MC dropout), else the eval expectation. Draw
+        once and pass as ``noise=`` to hand two layers the same randomness."""
+        return draw_step_noise((steps, batch, self.hidden_size), like, stochastic=is_stochastic(self),
+                               recurrent_dropout=self.recurrent_dropout, semeniuta=self.semeniuta,
+                               zoneout_h=self.zoneout_h_p)
 
     def forward(self, x: Tensor, mask: Tensor, delta: Tensor, x_last: Tensor | None = None,
                 h0: Tensor | None = None, *, lengths: Tensor | None = None,
-                noise: GRUDNoise | None = None) -> tuple[Tensor, Tensor]:
+                noise: StepNoise | None = None) -> tuple[Tensor, Tensor]:
         """x, mask, delta, x_last: (T, B, D); missing entries of x may hold anything. x_last None:
         computed here from x and mask, falling back to x_mean. h0 (1, B, H) or None (zeros).
         lengths (B,): valid steps (padded steps freeze the state and output 0). noise: explicit
@@ -152,17 +139,16 @@ class GRUD(nn.Module):
             lengths = torch.as_tensor(lengths, device=x.device)
             valid = torch.arange(steps, device=x.device)[:, None] < lengths[None, :]  # (T, B)
         noise = self.draw_noise(steps, batch, x) if noise is None else noise
-        keep = noise.keep
-        if valid is not None:  # padded steps: keep everything, do not decay
-            keep = torch.where(valid[:, :, None], x.new_zeros(()) if keep is None else keep, x.new_ones(()))
+        # Padded steps keep everything (and do not decay, see _fast), given noise included.
+        keep = freeze_padded(noise.keep_h, valid, (steps, batch, self.hidden_size), x)  # (T, B, H) or None
         run = self._fast if self.implementation == "fast" else self._reference
-        out = run(x, mask, delta, x_last, h, valid, GRUDNoise(noise.rec, noise.update, keep))
+        out = run(x, mask, delta, x_last, h, valid, StepNoise(noise.rec, noise.update, keep))
         h_n = out[-1]  # frozen after each sequence's end
         if valid is not None:
             out = out * valid[:, :, None].to(out.dtype)
         return out, h_n[None]
 
-    def _fast(self, x, mask, delta, x_last, h, valid, noise: GRUDNoise) -> Tensor:
+    def _fast(self, x, mask, delta, x_last, h, valid, noise: StepNoise) -> Tensor:
         gamma_x, gamma_h = self.decays(delta)  # (T, B, D), (T, B, H)
         if valid is not None:
             gamma_h = torch.where(valid[:, :, None], gamma_h, torch.ones_like(gamma_h))
@@ -179,11 +165,11 @@ class GRUD(nn.Module):
             if noise.update is not None:
                 n = n * noise.update[t]
             new = (1 - z) * n + z * h
-            h = new if noise.keep is None else noise.keep[t] * h + (1 - noise.keep[t]) * new
+            h = new if noise.keep_h is None else noise.keep_h[t] * h + (1 - noise.keep_h[t]) * new
             outs.append(h)
         return torch.stack(outs)
 
-    def _reference(self, x, mask, delta, x_last, h, valid, noise: GRUDNoise) -> Tensor:
+    def _reference(self, x, mask, delta, x_last, h, valid, noise: StepNoise) -> Tensor:
         w_gx = torch.diag(self.input_decay_weight)  # (D, D): the paper's W_gx, diagonal
         (w_r, w_z, w_n), (v_r, v_z, v_n) = self.weight_ih.chunk(3), self.weight_mh.chunk(3)
         (u_r, u_z, u_n), (b_r, b_z, b_n) = self.weight_hh.chunk(3), self.bias_ih.chunk(3)
@@ -204,7 +190,7 @@ class GRUD(nn.Module):
             if noise.update is not None:
                 n = n * noise.update[t]
             candidate = (1 - z) * n + z * h_hat
-            keep = 0.0 if noise.keep is None else noise.keep[t]
+            keep = 0.0 if noise.keep_h is None else noise.keep_h[t]
             h = keep * h_hat + (1 - keep) * candidate
             outs.append(h)
         return torch.stack(outs)

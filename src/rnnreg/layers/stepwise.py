@@ -2,8 +2,9 @@
 
 Zoneout, recurrent dropout, peepholes, the TRec nonlinearity and cell-state sequences cannot be
 expressed through the fused kernels. Here we draw every mask for the whole sequence up front
-(so the fast kernel and the reference twin see identical randomness), then hand one direction at
-a time to the kernel picked by ``kernels.pick_kernel``.
+(:func:`rnnreg.regularizers.step_noise.draw_step_noise`, so the fast kernel and the reference
+twin see identical randomness), then hand one direction at a time to the kernel picked by
+``kernels.pick_kernel``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ..kernels import pick_kernel
-from ..regularizers.masks import bernoulli_keep, dropout_mask, keep_mask
+from ..regularizers.step_noise import draw_step_noise
 from .sequences import reverse_time
 
 
@@ -32,25 +33,6 @@ class StepOptions:
     reference_only: bool = False
 
 
-def _keep(rate: float, signal: Tensor | None, shape: tuple[int, int, int], valid: Tensor | None,
-          like: Tensor, stochastic: bool) -> Tensor | None:
-    """Zoneout weights d_t (T, B, H) (Krueger et al. 2016): Bernoulli(rate) in training, the rate
-    itself at eval (the expectation), an outside per-step probability ``signal`` when given
-    (surprisal-driven zoneout, Rocki 2016), and exactly 1 on padded steps so the state is frozen."""
-    if signal is not None:
-        prob = signal.to(like.dtype).expand(shape)
-        keep = bernoulli_keep(prob) if stochastic else prob
-    elif rate > 0.0:
-        keep = keep_mask(shape, rate, like) if stochastic else like.new_full(shape, rate)
-    elif valid is None:
-        return None
-    else:
-        keep = like.new_zeros(shape)
-    if valid is not None:
-        keep = torch.where(valid[:, :, None], keep, torch.ones_like(keep))
-    return keep
-
-
 def stepwise_layer(opts: StepOptions, x: Tensor, lengths: Tensor | None, valid: Tensor | None,
                    h0: Tensor, c0: Tensor | None, weights: list[tuple[Tensor | None, ...]],
                    keep_signal: Tensor | None = None
@@ -65,27 +47,24 @@ def stepwise_layer(opts: StepOptions, x: Tensor, lengths: Tensor | None, valid: 
     steps, batch = x.shape[:2]
     hidden = h0.shape[-1]
     shape = (steps, batch, hidden)
-    drop_rec = opts.stochastic and opts.recurrent_dropout > 0.0
     outs, cells, h_n, c_n = [], [], [], []
     for d, (w_ih, w_hh, b_ih, b_hh, peep) in enumerate(weights):
-        keep_h = _keep(opts.zoneout_h, keep_signal, shape, valid, x, opts.stochastic)
-        keep_c = (_keep(opts.zoneout_c, keep_signal, shape, valid, x, opts.stochastic)
-                  if opts.cell == "lstm" else None)
-        rec_mask = upd_mask = None
-        if drop_rec and opts.semeniuta:
-            upd_mask = dropout_mask(shape, opts.recurrent_dropout, x)  # fresh mask every step
-        elif drop_rec:
-            rec_mask = dropout_mask((batch, hidden), opts.recurrent_dropout, x)  # one per sequence
+        # Drawn per direction in forward time (the keep signal and valid are), reversed below.
+        noise = draw_step_noise(shape, x, stochastic=opts.stochastic, recurrent_dropout=opts.recurrent_dropout,
+                                semeniuta=opts.semeniuta, zoneout_h=opts.zoneout_h,
+                                zoneout_c=opts.zoneout_c if opts.cell == "lstm" else None,
+                                keep_signal=keep_signal, valid=valid)
         xd = x
         if d == 1:  # the reverse direction reads each sequence backwards within its length
-            xd, keep_h, keep_c = (None if t is None else reverse_time(t, lengths) for t in (x, keep_h, keep_c))
-            upd_mask = None if upd_mask is None else reverse_time(upd_mask, lengths)
+            xd = reverse_time(x, lengths)
+            noise = noise.map_steps(lambda t: reverse_time(t, lengths))
         if opts.cell == "lstm":
-            h_seq, c_seq = kernel(xd, h0[d], c0[d], w_ih, w_hh, b_ih, b_hh, peep, rec_mask, keep_h, keep_c, upd_mask)
+            h_seq, c_seq = kernel(xd, h0[d], c0[d], w_ih, w_hh, b_ih, b_hh, peep, noise.rec, noise.keep_h,
+                                  noise.keep_c, noise.update)
         elif opts.cell == "gru":
-            h_seq, c_seq = kernel(xd, h0[d], w_ih, w_hh, b_ih, b_hh, rec_mask, keep_h, upd_mask), None
+            h_seq, c_seq = kernel(xd, h0[d], w_ih, w_hh, b_ih, b_hh, noise.rec, noise.keep_h, noise.update), None
         else:
-            h_seq, c_seq = kernel(xd, h0[d], w_ih, w_hh, b_ih, b_hh, rec_mask, keep_h,
+            h_seq, c_seq = kernel(xd, h0[d], w_ih, w_hh, b_ih, b_hh, noise.rec, noise.keep_h,
                                   opts.nonlinearity, opts.threshold), None
         # Padded steps are frozen (keep = 1), so the last row holds each sequence's final state.
         h_n.append(h_seq[-1])

@@ -1,31 +1,26 @@
 """RNNLanguageModel: the word/character language model of Zaremba et al. (2014) and AWD-LSTM.
 
-Embedding -> a stack of single-layer rnnreg recurrent layers (each with its own size, e.g.
-AWD-LSTM's E -> H -> H -> E) -> linear decoder. The dropouts on the non-recurrent connections are
-the model's own, drawn once per forward call; everything on the recurrence (weight drop,
-recurrent dropout, zoneout, weight noise) is the layers'. Data is time-major throughout:
-tokens (T, B), hidden sequences (T, B, H_l), logits (T, B, V). No recurrent state is stored.
+Embedding -> a :class:`~rnnreg.layers.stack.RecurrentStack` of single-layer rnnreg layers (each
+with its own size, e.g. AWD-LSTM's E -> H -> H -> E) -> linear decoder. The stack's input is the
+embedding output and its output feeds the decoder, so its connection dropouts are the model's:
+locked dropout on the embedding output, between layers and on the last output, and Zaremba et
+al.'s fresh-mask dropout on the same connections. Data is time-major throughout: tokens (T, B),
+hidden sequences (T, B, H_l), logits (T, B, V). No recurrent state is stored.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..layers import GRU, LSTM, RNN
+from ..layers.base import positive_int
+from ..layers.options import OPTION_NAMES
+from ..layers.stack import RecurrentStack, layer_sizes
 from ..regularizers import Embedding
-from ..regularizers.masks import check_probability, dropout_mask
-from ..regularizers.monte_carlo import is_stochastic
-from .pinned_rng import pinned_rng
-from .stack_options import layer_options, layer_sizes
-
-LAYERS = {"lstm": LSTM, "gru": GRU, "rnn": RNN, "irnn": RNN}
 
 
 @dataclass(frozen=True)
@@ -55,6 +50,20 @@ def check_tokens(tokens: Tensor) -> tuple[int, int]:
     return tokens.shape[0], tokens.shape[1]
 
 
+def lm_layer_sizes(embedding_size: int, hidden_size: int, num_layers: int,
+                   hidden_sizes: Sequence[int] | None = None, tie_weights: bool = False) -> list[int]:
+    """Each layer's hidden size (see :func:`rnnreg.layers.stack.layer_sizes`). With tied weights
+    the decoder reads the last layer through the (V, E) embedding matrix, so the last layer has E
+    units (AWD-LSTM, Merity et al. 2017), and a given ``hidden_sizes`` must end with E."""
+    sizes = layer_sizes(hidden_size, num_layers, hidden_sizes)
+    if tie_weights and hidden_sizes is None:
+        sizes[-1] = embedding_size
+    elif tie_weights and sizes[-1] != embedding_size:
+        raise ValueError(f"tie_weights=True needs the last of hidden_sizes to equal embedding_size "
+                         f"({embedding_size}), got {sizes[-1]}")
+    return sizes
+
+
 class RNNLanguageModel(nn.Module):
     """Recurrent language model with every rnnreg regularizer, flat keyword arguments.
 
@@ -64,16 +73,17 @@ class RNNLanguageModel(nn.Module):
         ``embedding_size`` unless ``hidden_sizes`` says otherwise (then it must match).
     embed_p: embedding (word-type) dropout. input_p, hidden_p, output_p: locked dropout on the
         embedding output, between layers and on the last output (Gal & Ghahramani 2016; AWD's
-        dropouti/dropouth/dropout). dropout: Zaremba et al. (2014)'s fresh-mask dropout on those
-        same non-recurrent connections. The remaining options go to every layer (see
-        :class:`rnnreg.layers.base.RecurrentBase`). init_range: the embedding and decoder
-        weights start uniform in [-init_range, init_range], the decoder bias at 0 (Zaremba et al.).
+        dropouti/dropouth/dropout). nonrecurrent_p: Zaremba et al. (2014)'s dropout on every
+        non-recurrent connection (the same three), fresh mask each step. The remaining options go to
+        every layer (see :class:`rnnreg.layers.base.RecurrentBase`; which cell takes which:
+        :mod:`rnnreg.layers.options`). init_range: the embedding and decoder weights start uniform
+        in [-init_range, init_range], the decoder bias at 0 (Zaremba et al.).
     """
 
     def __init__(self, vocab_size: int, *, embedding_size: int = 400, hidden_size: int = 1150,
                  num_layers: int = 3, hidden_sizes: Sequence[int] | None = None, cell: str = "lstm",
                  tie_weights: bool = False, embed_p: float = 0.0, input_p: float = 0.0,
-                 hidden_p: float = 0.0, output_p: float = 0.0, dropout: float = 0.0,
+                 hidden_p: float = 0.0, output_p: float = 0.0, nonrecurrent_p: float = 0.0,
                  weight_p: float = 0.0, recurrent_dropout: float = 0.0,
                  recurrent_dropout_mode: str = "gal", zoneout_h_p: float = 0.0,
                  zoneout_c_p: float = 0.0, weight_noise_std: float = 0.0, peepholes: bool = False,
@@ -83,32 +93,31 @@ class RNNLanguageModel(nn.Module):
                  return_cells: bool = False) -> None:
         super().__init__()
         given = dict(locals())
-        defaults = {k: p.default for k, p in inspect.signature(RNNLanguageModel.__init__).parameters.items()}
-        if cell not in LAYERS:
-            raise ValueError(f"cell must be one of {', '.join(map(repr, LAYERS))}, got {cell!r}")
-        self.cell, self.tie_weights, self.return_cells = cell, bool(tie_weights), bool(return_cells)
-        self.sizes = layer_sizes(vocab_size, embedding_size, hidden_size, num_layers, hidden_sizes,
-                                 self.tie_weights)
-        self.vocab_size, self.embedding_size = vocab_size, embedding_size
-        self.input_p = check_probability("input_p", input_p)
-        self.hidden_p = check_probability("hidden_p", hidden_p)
-        self.output_p = check_probability("output_p", output_p)
-        self.dropout = check_probability("dropout", dropout)
         if isinstance(init_range, bool) or not isinstance(init_range, (int, float)) \
                 or not math.isfinite(init_range) or init_range <= 0:
             raise ValueError(f"init_range must be a finite number > 0, got {init_range!r}")
-        self.mc_dropout = False
-        options = layer_options(cell, given, defaults)
+        self.vocab_size = positive_int("vocab_size", vocab_size)
+        self.embedding_size = positive_int("embedding_size", embedding_size)
+        self.tie_weights = bool(tie_weights)
+        sizes = lm_layer_sizes(embedding_size, hidden_size, num_layers, hidden_sizes, self.tie_weights)
         self.encoder = Embedding(vocab_size, embedding_size, embed_p=embed_p)
-        inputs = [embedding_size, *self.sizes[:-1]]
-        self.layers = nn.ModuleList(LAYERS[cell](i, h, 1, **options) for i, h in zip(inputs, self.sizes))
-        self.decoder = nn.Linear(self.sizes[-1], vocab_size)
+        self.layers = RecurrentStack(cell, embedding_size, sizes, return_cells=return_cells,
+                                     **{name: given[name] for name in OPTION_NAMES})
+        self.decoder = nn.Linear(sizes[-1], vocab_size)
         nn.init.uniform_(self.encoder.weight, -init_range, init_range)
         nn.init.zeros_(self.decoder.bias)
         if self.tie_weights:
             self.decoder.weight = self.encoder.weight
         else:
             nn.init.uniform_(self.decoder.weight, -init_range, init_range)
+
+    @property
+    def cell(self) -> str:
+        return self.layers.cell
+
+    @property
+    def sizes(self) -> list[int]:
+        return self.layers.sizes
 
     @property
     def num_layers(self) -> int:
@@ -137,62 +146,10 @@ class RNNLanguageModel(nn.Module):
         zoneout_keep: keep probabilities for every layer (one tensor) or per layer, each (T, B, 1)
         or (T, B, H_l), passed to the layers (surprisal-driven zoneout, Rocki 2016)."""
         _, batch = check_tokens(tokens)
-        stochastic = is_stochastic(self)
-        masks = self._locked_masks(batch, stochastic)
-        x = self._connect(self.encoder(tokens), masks[0], stochastic)  # (T, B, E)
-        raw, dropped, cells, state = self._run_stack(x, self._layer_states(state),
-                                                     self._layer_keeps(zoneout_keep), masks, stochastic)
-        return LMOutput(self.decoder(dropped[-1]), state, raw, dropped, cells)
-
-    def _layer_states(self, state: Sequence | None) -> list:
-        if state is None:
-            return [None] * self.num_layers
-        if type(state) not in (list, tuple) or len(state) != self.num_layers:
-            raise ValueError(f"state must be a list with one entry per layer ({self.num_layers}), "
-                             f"as returned by init_state or LMOutput.state")
-        return list(state)
-
-    def _layer_keeps(self, zoneout_keep) -> list:
-        if zoneout_keep is None or isinstance(zoneout_keep, Tensor):
-            return [zoneout_keep] * self.num_layers
-        if not isinstance(zoneout_keep, (list, tuple)) or len(zoneout_keep) != self.num_layers:
-            raise ValueError(f"zoneout_keep must be a tensor or a sequence of one per layer "
-                             f"({self.num_layers})")
-        return list(zoneout_keep)
-
-    def _locked_masks(self, batch: int, stochastic: bool) -> list[Tensor | None]:
-        """One locked-dropout mask (1, B, size) per non-recurrent connection, for the whole window:
-        the embedding output, each layer but the last, and the last output (Gal & Ghahramani 2016)."""
-        rates = [self.input_p, *[self.hidden_p] * (self.num_layers - 1), self.output_p]
-        like = self.decoder.weight
-        return [dropout_mask((1, batch, size), p, like) if stochastic and p > 0 else None
-                for p, size in zip(rates, [self.embedding_size, *self.sizes])]
-
-    def _connect(self, x: Tensor, mask: Tensor | None, stochastic: bool) -> Tensor:
-        """A non-recurrent connection: Zaremba et al. (2014)'s dropout, fresh per element, then the
-        connection's locked mask."""
-        if stochastic and self.dropout > 0:
-            x = F.dropout(x, self.dropout, training=True)
-        return x if mask is None else x * mask
-
-    def _run_stack(self, x: Tensor, states: list, keeps: list, masks: list[Tensor | None],
-                   stochastic: bool, seeds: Sequence[int] | None = None):
-        """Run every layer on x (T, B, E); ``seeds`` pins each layer's per-call masks (see
-        :mod:`.pinned_rng`). Returns raw, dropped, cells (or None) and the new per-layer states."""
-        want_cells = self.return_cells and self.cell == "lstm"
-        raw, dropped, cells, new_states = [], [], [], []
-        for index, layer in enumerate(self.layers):
-            with pinned_rng(None if seeds is None else seeds[index], x.device):
-                out, hidden, seqs = layer(x, states[index], zoneout_keep=keeps[index],
-                                          return_states=True, return_cells=want_cells)
-            x = self._connect(out, masks[index + 1], stochastic)  # (T, B, H_l)
-            raw.append(out)
-            dropped.append(x)
-            cells.append(seqs.cells[0] if want_cells else None)
-            new_states.append(hidden)
-        return raw, dropped, (cells if want_cells else None), new_states
+        # The connection masks are drawn before the embedding's, the order one seed always gave.
+        masks = self.layers.draw_masks(batch)
+        out = self.layers(self.encoder(tokens), state, zoneout_keep=zoneout_keep, masks=masks)  # (T, B, E) in
+        return LMOutput(self.decoder(out.output), out.states, out.raw, out.dropped, out.cells)
 
     def extra_repr(self) -> str:
-        return (f"cell={self.cell!r}, sizes={self.sizes}, tie_weights={self.tie_weights}, "
-                f"input_p={self.input_p}, hidden_p={self.hidden_p}, output_p={self.output_p}, "
-                f"dropout={self.dropout}, mc_dropout={self.mc_dropout}")
+        return f"tie_weights={self.tie_weights}"

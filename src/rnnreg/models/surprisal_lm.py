@@ -16,9 +16,10 @@ as ``zoneout_keep``: an expected token hardly changes the state, a surprising on
   probabilities themselves (the expectation), like fixed-rate zoneout (Krueger et al. 2016). A
   unit zones out as a whole: an LSTM's h and c share the mask.
 - Per-window masks (embedding, locked and weight dropout, weight noise, Gal recurrent dropout)
-  are drawn once per window as in the parent, by pinning each stepped module's random stream
-  (:mod:`.pinned_rng`); Zaremba dropout stays fresh per step. Semeniuta recurrent dropout, fresh
-  per step inside the layer, cannot be, so it is refused.
+  are drawn once per window as in the parent: the stack's connection masks are drawn once and
+  passed to every step, and each stepped module runs under a seed drawn once per window
+  (:mod:`rnnreg.layers.pinned_rng`); Zaremba dropout stays fresh per step. Semeniuta recurrent
+  dropout, fresh per step inside the layer, cannot be, so it is refused.
 """
 
 from __future__ import annotations
@@ -29,11 +30,11 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from ..layers.pinned_rng import draw_seed, pinned_rng
 from ..regularizers.masks import bernoulli_keep
 from ..regularizers.monte_carlo import is_stochastic
 from ..regularizers.surprisal_zoneout import surprisal, surprisal_keep
 from .language_model import LMOutput, RNNLanguageModel, check_tokens
-from .pinned_rng import draw_seed, pinned_rng
 
 
 class SurprisalState(NamedTuple):
@@ -61,6 +62,7 @@ class SurprisalZoneoutLM(RNNLanguageModel):
     def __init__(self, vocab_size: int, *, temperature: float = 1.0,
                  initial_surprisal: float | None = None, **kwargs: Any) -> None:
         super().__init__(vocab_size, **kwargs)
+        self.mc_dropout = False  # samples its keep masks in training, or in eval with MC dropout on
         self.temperature = _positive_float("temperature", temperature, strict=True)
         self.initial_surprisal = (math.log(vocab_size) if initial_surprisal is None
                                   else _positive_float("initial_surprisal", initial_surprisal, strict=False))
@@ -86,23 +88,22 @@ class SurprisalZoneoutLM(RNNLanguageModel):
             raise TypeError("SurprisalZoneoutLM computes zoneout_keep from surprisal; do not pass it")
         steps, batch = check_tokens(tokens)
         hidden, prev = _split_state(state)
-        hidden = self._layer_states(hidden)
         stochastic = is_stochastic(self)
-        masks = self._locked_masks(batch, stochastic)
-        seeds = [draw_seed() for _ in range(self.num_layers + 1)] if stochastic else None
+        masks = self.layers.draw_masks(batch)  # one set for the whole window
+        # One seed for the embedding, then one per layer.
+        seeds = [draw_seed() if stochastic else None for _ in range(self.num_layers + 1)]
         logits, raw, dropped, cells = [], [], [], []
         for t in range(steps):
             keeps = self._step_keeps(prev, tokens[t], stochastic)
-            with pinned_rng(None if seeds is None else seeds[0], tokens.device):
+            with pinned_rng(seeds[0], tokens.device):
                 x = self.encoder(tokens[t:t + 1])  # (1, B, E)
-            x = self._connect(x, masks[0], stochastic)
-            step_raw, step_dropped, step_cells, hidden = self._run_stack(
-                x, hidden, keeps, masks, stochastic, None if seeds is None else seeds[1:])
-            logits.append(self.decoder(step_dropped[-1]))  # (1, B, V)
+            out = self.layers(x, hidden, zoneout_keep=keeps, seeds=seeds[1:], masks=masks)
+            hidden = out.states
+            logits.append(self.decoder(out.output))  # (1, B, V)
             prev = logits[-1][0].detach()  # (B, V)
-            raw.append(step_raw)
-            dropped.append(step_dropped)
-            cells.append(step_cells)
+            raw.append(out.raw)
+            dropped.append(out.dropped)
+            cells.append(out.cells)
         return LMOutput(torch.cat(logits), SurprisalState(hidden, prev), _by_layer(raw),
                         _by_layer(dropped), None if cells[0] is None else _by_layer(cells))
 

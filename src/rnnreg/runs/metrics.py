@@ -1,4 +1,5 @@
-"""The training run's metrics log (``metrics.jsonl``) and the loss -> metric conversions.
+"""The training run's metrics log (``metrics.jsonl``); the loss -> ppl / bpc conversions it
+re-exports live in :mod:`rnnreg.tasks.lm_metrics`.
 
 One JSON object per line, each with a ``kind`` ("step", "eval", "epoch", "event"). Lines are
 flushed as they are written so a killed run loses at most its last, partial line.
@@ -19,54 +20,17 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ..tasks.lm_metrics import METRICS, bits_per_char, metric_fields, metric_value, perplexity  # noqa: F401
 from .atomic_text import write_text_atomic
 
 log = logging.getLogger(__name__)
 
-METRICS = ("ppl", "bpc")
 _TEXT_KEYS = frozenset({"kind", "split", "message"})
 _ENCODED = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
 class MetricsFormatError(ValueError):
     """A metrics.jsonl line other than the last one is not a JSON object."""
-
-
-def perplexity(loss: float) -> float:
-    """Perplexity ``exp(loss)`` of a mean cross-entropy ``loss`` in nats (inf on overflow)."""
-    try:
-        return math.exp(_as_float("loss", loss))
-    except OverflowError:  # a diverged run: loss > ~709.78 nats exceeds float64
-        return math.inf
-
-
-def bits_per_char(loss: float) -> float:
-    """Bits per character ``loss / ln 2`` of a mean cross-entropy ``loss`` in nats."""
-    return _as_float("loss", loss) / math.log(2.0)
-
-
-def metric_value(loss: float, metric: str) -> float:
-    """Convert a cross-entropy ``loss`` in nats to ``metric``: "ppl" (word level) or "bpc" (char)."""
-    if metric == "ppl":
-        return perplexity(loss)
-    if metric == "bpc":
-        return bits_per_char(loss)
-    raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-
-
-def metric_fields(loss: float, metric: str) -> dict[str, float | None]:
-    """The ``loss`` / ``ppl`` / ``bpc`` fields of a record: the run's metric filled, the other None."""
-    return {"loss": loss, "ppl": metric_value(loss, "ppl") if metric == "ppl" else None,
-            "bpc": metric_value(loss, "bpc") if metric == "bpc" else None}
-
-
-def _as_float(name: str, value: Any) -> float:
-    if isinstance(value, (bool, str, bytes)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    try:
-        return float(value)  # also takes 1-element tensors and numpy scalars
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}") from None
 
 
 def _encode(value: Any) -> Any:

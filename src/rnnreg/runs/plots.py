@@ -14,13 +14,17 @@ import math
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
-from .metrics import METRICS, metric_value, read_metrics
-from .plot_style import ema, figure, finite, mark_events, save
+from .curves import LABELS, plot_curves
+from .metrics import METRICS, read_metrics
+from .plot_style import figure, finite, save
+
+if TYPE_CHECKING:
+    from .trained import TrainedRun
 
 log = logging.getLogger(__name__)
 
@@ -37,25 +41,14 @@ def _read_config(run_dir: Path) -> dict[str, Any]:
         return {}
 
 
-def _run_metric(run_dir: Path, config: dict[str, Any], steps: list[dict]) -> str:
-    # The config is what the run was asked to report; the summary and the records are fallbacks.
-    metric = (config.get("expect") or {}).get("metric")
-    if metric not in METRICS:
-        metric = _summary_metric(run_dir)
-    if metric in METRICS:
+def _run_metric(run_dir: Path, config: dict[str, Any], records: list[dict]) -> str:
+    """The run's headline metric: from its summary, else what its config asked to report, else
+    the first metric its records carry (a run still going has no summary yet)."""
+    metric = _summary_metric(run_dir) or (config.get("expect") or {}).get("metric")
+    if metric in METRICS or metric in LABELS:
         return metric
-    return "bpc" if any(r.get("bpc") is not None for r in steps) else "ppl"
-
-
-def _task_metric(run_dir: Path, records: list[dict]) -> str:
-    # A task's metric is in its summary; a run still going has none, so the eval records tell.
-    from .task_plots import LABELS
-
-    metric = _summary_metric(run_dir)
-    if metric is not None:
-        return metric
-    fields = {k for r in records if r["kind"] == "eval" for k in r}
-    return next((m for m in LABELS if m in fields), "loss")
+    fields = {k for r in records if r["kind"] in ("step", "eval") for k, v in r.items() if v is not None}
+    return next((m for m in (*METRICS, *LABELS) if m in fields), "loss")
 
 
 def _summary_metric(run_dir: Path) -> str | None:
@@ -67,39 +60,6 @@ def _summary_metric(run_dir: Path) -> str | None:
         return json.loads(summary.read_text(encoding="utf-8")).get("metric")
     except ValueError:  # a summary being rewritten right now
         return None
-
-
-def _to_metric(loss: Any, metric: str) -> float:
-    loss = finite(loss)
-    return math.nan if math.isnan(loss) else finite(metric_value(loss, metric))
-
-
-def _plot_curves(records: list[dict], metric: str, name: str, path: Path) -> Path:
-    steps = [r for r in records if r["kind"] == "step"]
-    fig, (ax,) = figure()
-    if steps:
-        x = [r["step"] for r in steps]
-        smooth = ema([finite(r.get("loss")) for r in steps])
-        ax.plot(x, [_to_metric(r.get("loss"), metric) for r in steps], color="C0", alpha=0.25,
-                linewidth=0.8, label="train (per step)")
-        ax.plot(x, [_to_metric(v, metric) for v in smooth], color="C0", label="train (smoothed)")
-    for split, color in (("valid", "C1"), ("test", "C2")):
-        for averaged, marker in ((False, "o"), (True, "s")):
-            evals = [r for r in records if r["kind"] == "eval" and r.get("split") == split
-                     and bool(r.get("averaged")) == averaged]
-            if evals:
-                ax.plot([r["step"] for r in evals], [_to_metric(r.get("loss"), metric) for r in evals],
-                        marker=marker, color=color, linestyle="-" if split == "valid" else "none",
-                        label=split + (" (averaged weights)" if averaged else ""))
-    mark_events(ax, [r for r in records if r["kind"] == "event"])
-    if metric == "ppl":
-        ax.set_yscale("log")
-    ax.set_ylabel("perplexity (log scale)" if metric == "ppl" else "bits per character (bits)")
-    ax.set_xlabel("training step (optimizer updates)")
-    ax.set_title(f"{name}: learning curves")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    return save(fig, path)
 
 
 def _plot_schedule(steps: list[dict], name: str, path: Path) -> Path:
@@ -170,12 +130,7 @@ def plot_run(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = Non
     config = _read_config(run_dir)
     name = run_dir.resolve().name
     name += f" ({config['name']})" if config.get("name") not in (None, name) else ""
-    kind = (config.get("task") or {}).get("kind", "lm")
-    if kind == "lm":
-        written = [_plot_curves(records, _run_metric(run_dir, config, steps), name, out / "curves.png")]
-    else:
-        from .task_plots import plot_task_curves
-        written = [plot_task_curves(records, _task_metric(run_dir, records), name, out / "curves.png")]
+    written = [plot_curves(records, _run_metric(run_dir, config, records), name, out / "curves.png")]
     if steps:
         written.append(_plot_schedule(steps, name, out / "lr.png"))
         written.append(_plot_penalties(steps, name, out / "penalties.png"))
@@ -229,3 +184,15 @@ def plot_hidden_norms(norms: dict[str, Tensor | list], path: str | os.PathLike, 
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     return save(fig, Path(path))
+
+
+def plot_run_hidden_norms(trained: "TrainedRun", path: str | os.PathLike, steps: int) -> Path:
+    """Per-layer ||h_t|| of a trained run over the first ``steps`` validation steps (Krueger &
+    Memisevic 2016, Fig. 3); the padded steps of shorter sequences are left out of the bands."""
+    raw, lengths = trained.hidden_states(steps)                 # (T, B, H_l) per layer, (B,) or None
+    norms = hidden_norms(raw)                                   # (T, B) per layer
+    if lengths is not None:                                     # padding is no state
+        padded = torch.arange(raw[0].shape[0]).unsqueeze(1) >= lengths.cpu().unsqueeze(0)  # (T, B)
+        norms = {layer: values.masked_fill(padded, float("nan")) for layer, values in norms.items()}
+    return plot_hidden_norms(norms, path, title=f"{trained.config.name}: hidden-state norm per layer "
+                                                f"over {raw[0].shape[0]} steps")

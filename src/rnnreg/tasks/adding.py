@@ -33,7 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Batch, EpochOrder, SequenceOutput, Task, batch_generator, check_positive, check_split, split_generator
+from ..models.outputs import SequenceOutput
+from .base import Batch, check_positive, check_split
+from .sequence_task import batch_generator, EpochOrder, SequenceTask, split_generator
 
 BASELINE_ANSWER = 1.0  # E[U1 + U2] for two independent U[0, 1) values
 
@@ -63,7 +65,7 @@ def adding_batch(batch_size: int, seq_len: int, generator: torch.Generator) -> t
     return torch.stack([values, markers], dim=-1), target  # x: (T, B, 2)
 
 
-class AddingTask(Task):
+class AddingTask(SequenceTask):
     """The adding problem with sequences of ``seq_len`` steps; metric: test MSE (lower is better).
 
     train_size: examples in the fixed training set; valid_size, test_size: the fixed evaluation

@@ -1,94 +1,168 @@
-"""The contract between a supervised sequence task and the generic training loop.
+"""The contract between a task and the one training loop (:func:`rnnreg.training.loop.train`).
 
-A task owns its data (generated from a seed, or read from files), the loss of one batch and the
-metric it is judged by; the loop (:func:`rnnreg.training.task_loop.train_task`) owns everything else:
-optimizer, penalties, checkpoints, progress. Batches are dicts of tensors, time-major inside
-(sequences ``(T, B, ...)``), so the loop can move them to a device without knowing the task.
+A task owns its data, how a batch runs through the model, the loss of a batch and the metric it
+is judged by; the loop owns everything else (optimizer, penalties, checkpoints, budgets,
+progress). Language modelling is a task like the others (:mod:`.language_model`): its batches are
+BPTT windows and it carries the recurrent state from one window to the next. The fixed-set
+sequence tasks (adding, MNIST, GRU-D, Clockwork, seq2seq, CTC) share :class:`.SequenceTask`.
 
-Exact resume: ``train_batch(epoch, index, batch_size)`` is a pure function of the task's seed and
-its arguments, so a run stopped after batch ``index`` continues with batch ``index + 1`` of the
-same epoch and sees exactly the data an uninterrupted run would have seen.
+One training step, as the loop sees it::
+
+    for position, batch in task.batches(epoch, start):     # position: where the next batch starts
+        out, carry = task.step(model, batch, carry)         # carry: LM hidden state, else None
+        loss = task.loss(out, batch) + penalties             # lr scaled by task.lr_scale(batch)
+
+Exact resume: ``batches(epoch, start)`` with the task's :meth:`state_dict` restored yields what
+an uninterrupted run would have seen from ``start`` on.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ..models.outputs import SequenceOutput  # noqa: F401  (the output of every task model)
+
 Batch = dict[str, Tensor]
 SPLITS = ("valid", "test")
+AllSum = Callable[..., list[float]]  # element-wise sum of floats over the ranks of a torchrun job
 
 
 @dataclass(frozen=True)
-class SequenceOutput:
-    """What a task model returns (time-major; l indexes layers, H_l is layer l's output size).
+class ModelSpec:
+    """What the model builder needs to know of a task's data, and nothing else, so a trained run
+    rebuilds its model without reading the data again. Stored in every checkpoint.
 
-    prediction: the task's output: (B, O) for a ``last`` head, (T, B, O) for an ``every`` head,
-        (T_out, B, V) decoder scores for seq2seq. raw[l]: (T, B, H_l) layer outputs, for TAR and
-        the norm-stabilizer; dropped[l]: the same after the dropouts that follow, for AR.
-        cells: LSTM cell sequences when asked for, else None.
+    head: "lm" (next-token logits), "last" (one prediction per sequence), "every" (one per step),
+    "seq2seq" (encoder-decoder). x_mean: GRU-D's imputation fallback (D floats).
+    vocab / level / dataset: a language model's token list, "word" or "char", and corpus name.
     """
-    prediction: Tensor
-    raw: list[Tensor]
-    dropped: list[Tensor]
-    cells: list[Tensor] | None = None
+    input_size: int
+    output_size: int
+    head: str
+    x_mean: tuple[float, ...] | None = None
+    vocab: tuple[str, ...] | None = None
+    level: str = ""
+    dataset: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain types only, for ``torch.load(weights_only=True)``."""
+        values = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ModelSpec":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in names})
+
+    def differences(self, other: "ModelSpec") -> list[str]:
+        """The fields that differ, in words (for a resume or an evaluation on other data)."""
+        words = {"vocab": "vocabulary", "x_mean": "training means (x_mean)"}
+        return [words.get(f.name, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) != getattr(other, f.name)]
 
 
 class Task(ABC):
-    """A supervised sequence task. Subclasses set the class attributes and implement the methods.
+    """What the training loop asks of a task. Subclasses set the class attributes.
 
-    name: registry name, e.g. "adding". metric: the headline metric, a key of :meth:`score`'s
-    result ("mse", "accuracy", "exact_match", "ler", ...). higher_is_better: its direction.
-    input_size: features per time step (or the input vocabulary for token inputs).
-    output_size: outputs per prediction (classes, targets, labels + blank, output vocabulary).
-    head: which model shape fits: "last" (one prediction per sequence from the last step),
-    "every" (one per time step), "seq2seq" (encoder-decoder).
+    name: the ``task.kind``. metric: the headline metric, a key of :meth:`evaluate`'s result.
+    higher_is_better: its direction. unit: what :meth:`count` counts ("tokens", "examples").
     """
     name: str = ""
     metric: str = ""
     higher_is_better: bool = False
-    input_size: int = 0
-    output_size: int = 0
-    head: str = "last"
+    unit: str = "examples"
+
+    # -- set-up --------------------------------------------------------------------------------
+    @abstractmethod
+    def model_spec(self) -> ModelSpec:
+        """Sizes (and GRU-D means, LM vocabulary) the model is built to."""
 
     @abstractmethod
-    def num_train_batches(self, batch_size: int) -> int:
-        """Batches in one training epoch."""
-
-    @abstractmethod
-    def train_batch(self, epoch: int, index: int, batch_size: int) -> Batch:
-        """Training batch ``index`` of ``epoch`` (1-based epochs); a pure function of the task's
-        seed and the arguments (see the module docstring)."""
-
-    @abstractmethod
-    def eval_batches(self, split: str, batch_size: int) -> Iterator[Batch]:
-        """The fixed ``split`` ("valid" or "test") in batches of at most ``batch_size``."""
-
-    @abstractmethod
-    def forward(self, model: nn.Module, batch: Batch) -> SequenceOutput:
-        """Run ``model`` on the batch's inputs (training: with teacher forcing where it applies)."""
-
-    @abstractmethod
-    def loss(self, output: SequenceOutput, batch: Batch) -> Tensor:
-        """The scalar training loss of a batch: a mean, so it does not grow with the batch size."""
-
-    @abstractmethod
-    def score(self, model: nn.Module, batches: Iterable[Batch]) -> dict[str, float]:
-        """Evaluate ``model`` (already in eval mode) on ``batches``: at least ``{"loss": mean
-        loss, self.metric: value}``, both averaged over examples (or targets), not batches."""
+    def start(self, *, batch_size: int, eval_batch_size: int, test_batch_size: int,
+              device: torch.device, rank: int = 0, world_size: int = 1, all_sum: AllSum | None = None) -> None:
+        """Ready the data for training or evaluation on ``device``: this rank's share of every
+        training batch (``batch_size`` is the global batch, split over ``world_size`` ranks),
+        the evaluation batch sizes, and ``all_sum`` to add numbers up across ranks."""
 
     def describe(self) -> str:
         """One line for the progress display, e.g. "adding problem, T=100"."""
         return self.name
 
+    # -- training ------------------------------------------------------------------------------
+    @abstractmethod
+    def epoch_size(self) -> int:
+        """Positions in one epoch (batches, or a language model's rows of batched text)."""
+
+    @abstractmethod
+    def batches(self, epoch: int, start: int) -> Iterator[tuple[int, Batch]]:
+        """(position after the batch, batch) for the rest of ``epoch`` (1-based) from ``start``."""
+
+    @abstractmethod
+    def step(self, model: nn.Module, batch: Batch, carry: Any) -> tuple[Any, Any]:
+        """Run ``model`` on one training batch from ``carry`` (the state carried from the last
+        batch; None at an epoch's start): returns the model output and the carry for the next."""
+
+    @abstractmethod
+    def loss(self, output: Any, batch: Batch) -> Tensor:
+        """The scalar training loss of a batch: a mean, so it does not grow with the batch size."""
+
+    def lr_scale(self, batch: Batch) -> float:
+        """This batch's learning-rate factor (a language model's window length / bptt)."""
+        return 1.0
+
+    def count(self, batch: Batch) -> int:
+        """How many ``unit`` the batch holds: throughput, and the weight of its loss in the
+        epoch's mean."""
+        return 1
+
     def lengths(self, batch: Batch) -> Tensor | None:
-        """(B,) real steps of each sequence in the model's hidden states (``SequenceOutput.raw``)
-        of a padded batch, so the penalties skip the padding; None when every step is real."""
+        """(B,) real steps of each sequence in the model's hidden states of a padded batch, so
+        the penalties skip the padding; None when every step is real."""
         return None
+
+    def incoming_states(self, carry: Any) -> list | None:
+        """Per layer, the state each layer started this batch from ((h, c) or h, each (1, B, H)),
+        for the norm-stabilizer's first step; None when every batch starts from zeros."""
+        return None
+
+    def step_fields(self, batch: Batch, loss: float) -> dict[str, float]:
+        """Extra fields for a step record (a language model's window length and perplexity)."""
+        return {}
+
+    # -- evaluation ----------------------------------------------------------------------------
+    @abstractmethod
+    def evaluate(self, model: nn.Module, split: str, *, mc_samples: int = 0) -> dict[str, float]:
+        """Score ``model`` on ``split``: at least ``{"loss": ..., self.metric: ...}``, averaged
+        over examples or tokens. ``mc_samples``: MC-dropout evaluation, where the task has it."""
+
+    @abstractmethod
+    def example_batch(self, split: str, steps: int) -> Batch:
+        """A batch of ``split`` of at most ``steps`` time steps, for plots of the hidden states."""
+
+    def finish(self, model: nn.Module, *, seed: int) -> dict[str, Any]:
+        """End-of-run extras recorded in the summary (a language model's sample text)."""
+        return {}
+
+    def better(self, value: float, best: float | None) -> bool:
+        """Whether a validation ``value`` of the metric beats ``best`` (None: nothing yet)."""
+        if best is None:
+            return value == value  # a NaN never becomes the best
+        return value > best if self.higher_is_better else value < best
+
+    # -- resume --------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """What resuming needs beyond the position (a language model's BPTT generator)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
 
 
 def check_split(split: str) -> str:
@@ -101,53 +175,3 @@ def check_positive(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return value
-
-
-def batch_generator(seed: int, epoch: int, index: int) -> torch.Generator:
-    """A CPU generator for one training batch, seeded from (seed, epoch, index) alone.
-
-    The three are mixed with large odd multipliers so neighbouring batches, epochs and seeds get
-    unrelated streams, and no state carries from one batch to the next (see exact resume above).
-    """
-    mixed = (seed * 1_000_003 + epoch * 7_919 * 104_729 + index * 2_654_435_761) % (2**63 - 1)
-    return torch.Generator().manual_seed(mixed)
-
-
-def split_generator(seed: int, split: str) -> torch.Generator:
-    """The generator for a generated task's fixed ``split``: epoch 0 is never a training epoch, so
-    validation and test data never coincide with a training batch."""
-    return batch_generator(seed, 0, -1 - SPLITS.index(check_split(split)))
-
-
-def to_device(batch: Batch, device: torch.device | str) -> Batch:
-    """The batch with every tensor on ``device``."""
-    return {key: value.to(device) for key, value in batch.items()}
-
-
-def on_device(batches: Iterable[Batch], device: torch.device | str) -> Iterator[Batch]:
-    """Batches moved to ``device`` one at a time, as they are consumed."""
-    return (to_device(batch, device) for batch in batches)
-
-
-class EpochOrder:
-    """Which examples of a fixed training set of ``size`` batch ``index`` of ``epoch`` holds.
-
-    Each epoch visits the set in its own order, a permutation drawn from
-    ``batch_generator(seed, epoch, -1)`` (index -1 is never a batch's), cached for the epoch in
-    progress; so a batch is a pure function of (seed, epoch, index), as exact resume needs.
-    """
-
-    def __init__(self, size: int, seed: int) -> None:
-        self.size, self.seed = check_positive("size", size), seed
-        self._cached: tuple[int, Tensor] | None = None
-
-    def num_batches(self, batch_size: int) -> int:
-        return -(-self.size // check_positive("batch_size", batch_size))
-
-    def indices(self, epoch: int, index: int, batch_size: int) -> Tensor:
-        """(B,) example indices of the batch; the last batch of an epoch may be short."""
-        if not 0 <= index < self.num_batches(batch_size):
-            raise ValueError(f"index must be in [0, {self.num_batches(batch_size)}), got {index}")
-        if self._cached is None or self._cached[0] != epoch:
-            self._cached = (epoch, torch.randperm(self.size, generator=batch_generator(self.seed, epoch, -1)))
-        return self._cached[1][index * batch_size:(index + 1) * batch_size]

@@ -13,7 +13,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 
-from .base import Batch, EpochOrder, batch_generator, check_positive, split_generator
+from .base import Batch, check_positive
+from .sequence_task import batch_generator, EpochOrder, split_generator
 from .ctc_base import CTCLabellingTask, Example, pad_ctc_batch
 from .ctc_synthetic import ctc_example, label_prototypes
 

@@ -24,7 +24,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..decoding import ctc_greedy_decode, ctc_prefix_beam_search, label_error_rate
-from .base import Batch, SequenceOutput, Task, check_positive, check_split
+from ..models.outputs import SequenceOutput
+from .base import Batch, check_positive, check_split
+from .sequence_task import SequenceTask
 
 BLANK = 0
 Example = tuple[Tensor, Tensor]  # features (T, F) float, labels (L,) int64 in 1..K
@@ -52,7 +54,7 @@ def ctc_log_probs(output: SequenceOutput) -> Tensor:
                          else prediction, dim=-1)
 
 
-class CTCLabellingTask(Task):
+class CTCLabellingTask(SequenceTask):
     """Base class: subclasses provide the training batches and the fixed evaluation examples.
 
     beam_size: 1 decodes by best path, more by prefix beam search (at evaluation only).

@@ -2,26 +2,28 @@
 
 The loss is summed over every predicted token and divided by their count (the last window of a
 split is usually short; AWD-LSTM weights windows by ``len(data)`` instead, which overstates
-the short one). Perplexity is exp of it, bits per character is it over ln 2 (``rnnreg.runs.metrics.metric_value``).
+the short one). Perplexity is exp of it, bits per character is it over ln 2 (:mod:`.lm_metrics`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.batching import get_batch
-from ..training.distributed import Distributed
 from ..regularizers.monte_carlo import mc_dropout
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, source: Tensor, bptt: int, *, dist: Distributed | None = None) -> float:
+def evaluate(model: nn.Module, source: Tensor, bptt: int, *,
+             all_sum: Callable[..., list[float]] | None = None) -> float:
     """Mean cross-entropy (nats per token) of ``model`` on ``source`` (N, B), windows of ``bptt``,
-    state carried across windows. The model is put in eval mode and left there."""
+    state carried across windows. The model is put in eval mode and left there. ``all_sum``: adds
+    the totals up over the ranks of a torchrun job, each holding a share of the columns."""
     model.eval()
     total, count = 0.0, 0
     state = None
@@ -32,8 +34,8 @@ def evaluate(model: nn.Module, source: Tensor, bptt: int, *, dist: Distributed |
         total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum").item()
         count += y.numel()
         state = out.state
-    if dist is not None:
-        total, count = dist.sum(total, count)
+    if all_sum is not None:
+        total, count = all_sum(total, count)
     return total / max(count, 1)
 
 

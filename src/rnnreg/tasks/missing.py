@@ -25,12 +25,15 @@ from torch import Tensor, nn
 
 from ..data.errors import DataError
 from ..data.irregular_csv import read_irregular_csv, read_irregular_folder
-from ..data.missing_values import IrregularSeries, empirical_mean, empirical_std, grud_inputs
-from ..models.grud_net import GRUDNet
-from .base import Batch, SequenceOutput, Task, batch_generator, check_positive, check_split
+from ..data.missing_values import IrregularSeries, empirical_mean, empirical_std
+from ..layers.grud_inputs import grud_inputs
+from ..models.outputs import SequenceOutput
+from .base import Batch, check_positive, check_split
+from .sequence_task import batch_generator, SequenceTask
 from .synthetic_missing import make_missing_benchmark
 
 SPLITS = ("train", "valid", "test")
+INPUTS = ("grud", "imputed")
 
 
 def binary_auc(scores: Tensor, labels: Tensor) -> float:
@@ -47,16 +50,21 @@ def binary_auc(scores: Tensor, labels: Tensor) -> float:
     return float(u / (positives * negatives))
 
 
-class MissingValuesTask(Task):
+class MissingValuesTask(SequenceTask):
     """Binary classification of ``splits`` ("train", "valid", "test" -> :class:`IrregularSeries`).
 
-    data_seed: shuffles the training set each epoch. source: for :meth:`describe`.
+    data_seed: shuffles the training set each epoch. source: for :meth:`describe`. inputs: what
+    the model reads: "grud" (x, mask, delta and x_last, for :class:`GRUDNet`) or "imputed" (the
+    mean-imputed values, for any other model: Che et al.'s GRU-Mean).
     Attributes: input_size (D), x_mean (D,) (the standardized training mean, ~0).
     """
     name, metric, higher_is_better = "missing", "accuracy", True
     output_size, head = 2, "last"
 
-    def __init__(self, splits: Mapping[str, IrregularSeries], *, data_seed: int = 0, source: str = "") -> None:
+    def __init__(self, splits: Mapping[str, IrregularSeries], *, data_seed: int = 0, source: str = "",
+                 inputs: str = "grud") -> None:
+        if inputs not in INPUTS:
+            raise ValueError(f"inputs must be one of {', '.join(map(repr, INPUTS))}, got {inputs!r}")
         if set(splits) != set(SPLITS):
             raise ValueError(f"splits must have exactly the keys {SPLITS}, got {sorted(splits)}")
         train = splits["train"]
@@ -70,7 +78,7 @@ class MissingValuesTask(Task):
         std = empirical_std(train.values, mean)
         self.input_size = int(train.values.shape[-1])
         self.x_mean = empirical_mean((train.values - mean) / std)
-        self.data_seed, self.source = int(data_seed), source
+        self.data_seed, self.source, self.inputs = int(data_seed), source, inputs
         self._data = {split: self._prepare(splits[split], mean, std) for split in SPLITS}
 
     def _prepare(self, data: IrregularSeries, mean: Tensor, std: Tensor) -> dict[str, Tensor]:
@@ -80,7 +88,7 @@ class MissingValuesTask(Task):
     @classmethod
     def synthetic(cls, *, seq_len: int = 48, num_features: int = 8, missing_p: float = 0.6,
                   train_size: int = 2000, valid_size: int = 500, test_size: int = 500,
-                  data_seed: int = 1234) -> MissingValuesTask:
+                  data_seed: int = 1234, inputs: str = "grud") -> MissingValuesTask:
         """The informative-missingness benchmark of :mod:`.synthetic_missing`, one generator for all
         splits (train, then valid, then test)."""
         generator = torch.Generator().manual_seed(data_seed)
@@ -89,18 +97,18 @@ class MissingValuesTask(Task):
                                                 num_features=num_features, missing_p=missing_p,
                                                 generator=generator)
                   for split, size in sizes.items()}
-        return cls(splits, data_seed=data_seed,
+        return cls(splits, data_seed=data_seed, inputs=inputs,
                    source=f"synthetic, T={seq_len}, D={num_features}, {100 * missing_p:.0f}% missing")
 
     @classmethod
     def from_csv(cls, path: str | Path, *, valid_size: int, test_size: int, train_size: int = 0,
-                 data_seed: int = 1234) -> MissingValuesTask:
+                 data_seed: int = 1234, inputs: str = "grud") -> MissingValuesTask:
         """A folder with train/valid/test CSV files, or one CSV file split at random (seeded by
         ``data_seed``) into ``valid_size`` and ``test_size`` series and the rest (at most
         ``train_size`` when > 0) for training."""
         path = Path(path)
         if path.is_dir():
-            return cls(read_irregular_folder(path), data_seed=data_seed, source=str(path))
+            return cls(read_irregular_folder(path), data_seed=data_seed, source=str(path), inputs=inputs)
         data = read_irregular_csv(path)
         if len(data) <= valid_size + test_size:
             raise DataError(f"{path}: {len(data)} series leave none for training after task.valid_size="
@@ -110,19 +118,20 @@ class MissingValuesTask(Task):
         train = train[:train_size] if train_size > 0 else train
         splits = {"valid": data.subset(order[:valid_size]),
                   "test": data.subset(order[valid_size:valid_size + test_size]), "train": data.subset(train)}
-        return cls(splits, data_seed=data_seed, source=str(path))
+        return cls(splits, data_seed=data_seed, source=str(path), inputs=inputs)
 
     @classmethod
     def from_config_values(cls, *, path: str | None, seq_len: int, num_features: int, missing_p: float,
-                           train_size: int, valid_size: int, test_size: int, data_seed: int) -> MissingValuesTask:
+                           train_size: int, valid_size: int, test_size: int, data_seed: int,
+                           inputs: str = "grud") -> MissingValuesTask:
         """The builder's entry: CSV data when ``path`` is set, else the synthetic benchmark
         (``train_size`` 0: 2000 synthetic series, or every CSV series not held out)."""
         if path:
             return cls.from_csv(path, valid_size=valid_size, test_size=test_size, train_size=train_size,
-                                data_seed=data_seed)
+                                data_seed=data_seed, inputs=inputs)
         return cls.synthetic(seq_len=seq_len, num_features=num_features, missing_p=missing_p,
                              train_size=train_size or 2000, valid_size=valid_size, test_size=test_size,
-                             data_seed=data_seed)
+                             data_seed=data_seed, inputs=inputs)
 
     def size(self, split: str) -> int:
         """Series in ``split`` ("train", "valid" or "test")."""
@@ -150,7 +159,7 @@ class MissingValuesTask(Task):
             yield self._take(split, torch.arange(start, min(start + batch_size, total)))
 
     def forward(self, model: nn.Module, batch: Batch) -> SequenceOutput:
-        if isinstance(model, GRUDNet):
+        if self.inputs == "grud":
             return model(batch["x"], batch["mask"], batch["delta"], batch["x_last"], lengths=batch["lengths"])
         mean = self.x_mean.to(batch["x"].device, batch["x"].dtype)
         return model(torch.where(batch["mask"] > 0, batch["x"], mean), lengths=batch["lengths"])

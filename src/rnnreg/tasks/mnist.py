@@ -26,12 +26,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.mnist import load_mnist
-from .base import Batch, EpochOrder, SequenceOutput, Task, check_positive, check_split
+from ..models.outputs import SequenceOutput
+from .base import Batch, check_positive, check_split
+from .sequence_task import EpochOrder, SequenceTask
 
 PIXELS = 28 * 28
 
 
-class PixelMNISTTask(Task):
+class PixelMNISTTask(SequenceTask):
     """Sequential or permuted pixel MNIST over the given uint8 tensors (images (N, 28, 28) in
     0..255, labels (N,) in 0..9); see the module docstring for splits and the permutation."""
     name = "mnist"

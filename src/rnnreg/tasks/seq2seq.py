@@ -18,7 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..models.seq2seq_decode import beam_search, greedy_decode
-from .base import Batch, SequenceOutput, Task, batch_generator, check_positive, check_split, split_generator
+from ..models.outputs import SequenceOutput
+from .base import Batch, check_positive, check_split
+from .sequence_task import batch_generator, SequenceTask, split_generator
 from .seq2seq_tasks import BOS, EOS, PAD, check_problem, problem_vocab, sample_pairs, to_batch
 
 DEFAULT_TRAIN_SIZE = 10_000
@@ -33,7 +35,7 @@ def exact_matches(decoded: Tensor, target_out: Tensor) -> Tensor:
     return (a == b).all(dim=0)
 
 
-class Seq2SeqTask(Task):
+class Seq2SeqTask(SequenceTask):
     """problem: "copy", "reverse" or "addition" (see :mod:`.seq2seq_tasks`); lengths in
     [min_length, max_length] (addition: digits per operand); num_symbols: alphabet size (addition:
     the base). train_size: examples per epoch (0: 10,000). beam_size: 1 scores with greedy

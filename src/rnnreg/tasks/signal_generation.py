@@ -26,7 +26,9 @@ from collections.abc import Iterable, Iterator
 import torch
 from torch import Tensor, nn
 
-from .base import Batch, SequenceOutput, Task, check_positive, check_split, split_generator
+from ..models.outputs import SequenceOutput
+from .base import Batch, check_positive, check_split
+from .sequence_task import SequenceTask, split_generator
 
 # The synthetic clip's recipe (our choices): periods and decays are in samples, so at the paper's
 # 320 samples a clip holds a few cycles of each note, like 7 ms of 44.1 kHz audio does of real notes.
@@ -78,7 +80,7 @@ def squared_sums(prediction: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     return (prediction - target).pow(2).sum(), (target - target.mean(0, keepdim=True)).pow(2).sum()
 
 
-class SignalGenerationTask(Task):
+class SignalGenerationTask(SequenceTask):
     """Fit one ``seq_len``-sample waveform from a constant input (see the module docstring).
 
     train_size: training batches per epoch (all identical). data_seed: which waveform.

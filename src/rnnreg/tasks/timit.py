@@ -24,7 +24,8 @@ import torch
 from ..data.filterbank import feature_size
 from ..data.timit import TimitUtterance, feature_statistics, load_timit, timit_root
 from ..data.timit_conventions import FOLD_39, PHONES_39, PHONES_61, fold_phones
-from .base import Batch, batch_generator, check_positive
+from .base import Batch, check_positive
+from .sequence_task import batch_generator
 from .ctc_base import CTCLabellingTask, Example, pad_ctc_batch
 
 logger = logging.getLogger(__name__)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 
@@ -11,22 +10,24 @@ from dataclasses import dataclass
 class TrainingState:
     """Mutable by design: the loop advances it; ``as_dict`` / ``from_dict`` carry it in checkpoints.
 
-    ``position`` is the row of the training data where the next window starts (0 at an epoch's
-    start); with the BPTT schedule's RNG state and the carried hidden state it pins the data
-    stream exactly. ``elapsed`` is training time so far (seconds), summed across resumes.
+    ``position`` is where the task's next batch starts in the epoch (0 at an epoch's start: a
+    batch index, or a language model's row); with the task's own state (the BPTT generator) and
+    the carried hidden state it pins the data stream exactly. ``elapsed`` is training time so far
+    (seconds, validations excluded), summed across resumes. ``best_metric`` is the best validation
+    value of the task's metric (None before the first), in the metric's own direction.
     """
     stage: str = "train"               # train | finetune
     epoch: int = 1                     # the epoch in progress (1-based, counted across stages)
     stage_epoch: int = 1
     step: int = 0                      # optimizer steps taken
     position: int = 0
-    best_valid: float = math.inf
+    best_metric: float | None = None
     best_step: int = 0
     validations: int = 0
     nan_recoveries: int = 0
     elapsed: float = 0.0
-    epoch_loss: float = 0.0            # cross-entropy summed over this epoch's tokens so far
-    epoch_tokens: int = 0
+    epoch_loss: float = 0.0            # the task's loss summed over this epoch's tokens or examples
+    epoch_count: int = 0               # ... and their number (task.count), for the epoch's mean
     done: bool = False
 
     def as_dict(self) -> dict:
@@ -41,4 +42,4 @@ class TrainingState:
         self.epoch += 1
         self.stage_epoch += 1
         self.position = 0
-        self.epoch_loss, self.epoch_tokens = 0.0, 0
+        self.epoch_loss, self.epoch_count = 0.0, 0
