@@ -3,7 +3,10 @@
 import re
 from pathlib import Path
 
+import pytest
 import torch
+
+pytestmark = pytest.mark.slow  # runs every README example: ~13 s
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -23,3 +26,18 @@ def test_readme_python_blocks_run():
             namespace["x"] = torch.randn(4, 10)
         exec(compile(block, str(README), "exec"), namespace)
     assert namespace["out"] is not None
+
+
+def test_the_layout_section_names_every_module():
+    """README's Layout block lists each package's modules: a module added or removed without
+    updating it fails here."""
+    layout = README.read_text().split("## Layout", 1)[1].split("```", 2)[1]
+    package = README.parent / "src" / "rnnreg"
+    for path in package.rglob("*.py"):
+        if path.stem in ("__init__", "__main__"):
+            continue
+        folder = path.relative_to(package).parts[0]
+        line = next((i for i, row in enumerate(layout.splitlines()) if row.strip().startswith(
+            f"{folder}/" if folder != path.name else path.name)), None)
+        assert line is not None, f"no Layout line for {folder}"
+        assert re.search(rf"\b{path.stem}\b", layout), f"{path.relative_to(package)} is not in the Layout"

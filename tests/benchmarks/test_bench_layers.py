@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # runs the benchmark script in a subprocess
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_layers.py"
 KEYS = {"size", "config", "cell", "baseline", "tokens_per_s", "baseline_tokens_per_s", "ratio",
         "peak_fraction", "repeats", "threads", "torch"}

@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # each test runs the benchmark script in a subprocess
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_lm.py"
 KEYS = {"config", "preset", "candidate", "baseline", "tokens_per_s", "baseline_tokens_per_s", "ratio",
         "batch", "bptt", "vocab", "optimizer", "data", "repeats", "steps", "warmup", "threads", "torch",

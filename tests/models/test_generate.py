@@ -47,6 +47,7 @@ def test_a_seeded_generator_makes_it_deterministic(kind):
     assert not torch.equal(draw(3), draw(4))
 
 
+@pytest.mark.slow  # 600 one-token steps
 @pytest.mark.parametrize("temperature", [0.5, 2.0])
 def test_tokens_follow_softmax_of_logits_over_temperature(temperature):
     logits = torch.tensor([2.0, 1.0, 0.0, -1.0, 0.5])

@@ -106,6 +106,7 @@ def test_eval_equals_a_hand_built_torch_stack(cell):
     assert torch.equal(model(tokens).logits, out.logits)
 
 
+@pytest.mark.slow  # trains 50 steps
 def test_trains_with_every_regularizer_on():
     torch.manual_seed(0)
     pattern = torch.tensor([0, 3, 1, 4, 1, 5, 2, 6])

@@ -339,6 +339,7 @@ def _writer_loop(path: Path, big: torch.Tensor) -> None:
         step += 1
 
 
+@pytest.mark.slow  # forks writers and SIGKILLs them
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_sigkilled_writer_always_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
     path, rng = tmp_path / "last.pt", random.Random(0)

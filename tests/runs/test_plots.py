@@ -65,6 +65,7 @@ def _assert_png(path, min_bytes=5000):
     assert width >= 400 and height >= 300, (path, width, height)
 
 
+@pytest.mark.slow  # renders three figures
 def test_plot_run_writes_three_pngs_into_run_plots(tmp_path):
     run = _write_run(tmp_path / "run")
     paths = plot_run(run)
@@ -170,6 +171,7 @@ def test_plot_hidden_norms_argument_errors(tmp_path):
     assert not (tmp_path / "x.png").exists()
 
 
+@pytest.mark.slow  # a fresh interpreter in a subprocess
 def test_importing_rnnreg_does_not_import_matplotlib():
     code = ("import sys, rnnreg, rnnreg.runs.plots, rnnreg.runs.report, rnnreg.runs.metrics; "
             "assert 'matplotlib' not in sys.modules, 'matplotlib imported eagerly'")

@@ -13,6 +13,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from rnnreg.training.distributed import Distributed
 from rnnreg.tasks.lm_evaluation import evaluate
 from rnnreg.models import RNNLanguageModel
 from rnnreg.optim import NTASGD
+from rnnreg.runs.checkpoint import load_checkpoint
 from rnnreg.runs.run_dir import RunDir
 
 WORLD, VOCAB, BPTT = 2, 11, 6
@@ -107,6 +109,27 @@ def _train_loop(tmp: Path) -> dict:
     return {"train_params": seen["params"], "summary": summary}
 
 
+TASK = ["task.kind=adding", "task.seq_len=10", "task.train_size=64", "task.valid_size=16", "task.test_size=16",
+        "model.cell=lstm", "model.hidden_size=8", "model.num_layers=1", "data.batch_size=8",
+        "data.eval_batch_size=16", "optim.optimizer=adam", "optim.lr=0.01", "optim.weight_decay=0.0",
+        "train.epochs=2", "train.threads=1", "train.log_every=1"]
+
+
+def _task_config(tmp: Path):
+    from rnnreg.config import apply_overrides, config_from_dict
+
+    return config_from_dict(apply_overrides({"name": "adding-ddp"}, [*TASK, f"train.out_dir={tmp}"]))
+
+
+def _train_task(tmp: Path) -> dict:
+    """A sequence task under torchrun: each rank takes half of every batch."""
+    import rnnreg.training.loop as training
+
+    summary = training.train(_task_config(tmp), RunDir(tmp / "task-run"))
+    weights = load_checkpoint(tmp / "task-run" / "last.pt")["model"] if Distributed.from_env().is_main else None
+    return {"task_summary": summary, "task_weights": weights}
+
+
 def _worker(rank: int, tmp: str) -> None:
     tmp_path = Path(tmp)
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank))
@@ -123,6 +146,9 @@ def _worker(rank: int, tmp: str) -> None:
     result["valid"] = {b: evaluate(model, shard_columns(batchify(valid, b), rank, WORLD), BPTT, all_sum=d.sum)
                        for b in (4, 5)}  # 5 columns: unequal shards, 3 and 2
     result.update(_train_loop(tmp_path))
+    torch_dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store2'}", rank=rank,
+                                  world_size=WORLD, timeout=timedelta(seconds=60))
+    result.update(_train_task(tmp_path))
     torch.save(result, tmp_path / f"rank{rank}.pt")
 
 
@@ -130,7 +156,13 @@ def _worker(rank: int, tmp: str) -> None:
 def ranks(tmp_path_factory) -> list[dict]:
     tmp = tmp_path_factory.mktemp("ddp")
     write_corpus(tmp / "corpus", lines=(150, 30, 30))
-    mp.spawn(_worker, args=(str(tmp),), nprocs=WORLD, join=True)
+    context = mp.spawn(_worker, args=(str(tmp),), nprocs=WORLD, join=False)
+    deadline = time.monotonic() + 300                  # a hung collective fails the test, not CI
+    while not context.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the ranks did not finish within 300 s (a collective hung)")
     return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 
@@ -213,3 +245,17 @@ def test_torchrun_trains_and_only_rank_zero_writes(tmp_path):
     entries = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [e["step"] for e in entries if e["kind"] == "step"]
     assert steps == list(range(1, summary["steps"] + 1))  # train.log_every=1, one writer
+
+
+def test_a_sequence_task_trains_under_torchrun_as_in_one_process(ranks, tmp_path):
+    """Each rank takes half of every batch of the seeded order, DDP averages the two halves'
+    gradients: the same training as one process with the whole batch (up to float rounding)."""
+    from rnnreg.training.loop import train
+
+    summaries = [r["task_summary"] for r in ranks]
+    assert all(s["status"] == "finished" for s in summaries) and summaries[0]["steps"] == 16
+    single = train(_task_config(tmp_path), RunDir(tmp_path / "single"))
+    assert single["steps"] == 16
+    alone = load_checkpoint(tmp_path / "single" / "last.pt")["model"]
+    for key, value in ranks[0]["task_weights"].items():
+        torch.testing.assert_close(value, alone[key], rtol=1e-4, atol=1e-5)

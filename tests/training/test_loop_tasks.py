@@ -94,3 +94,12 @@ def test_nan_loss_rolls_back_and_stop_policy_fails_cleanly(tmp_path, monkeypatch
     summary = train(config, run, task=task)
     assert summary["status"] == "failed" and summary["steps"] == 0
     assert any("non-finite" in r.get("message", "") for r in read_metrics(run.metrics))
+
+
+def test_a_task_finetunes_from_its_best_weights_like_a_language_model(tmp_path):
+    """The finetune stage (AWD-LSTM's finetune.py) is the loop's, so every task has it."""
+    run, summary = run_training(config_for(tmp_path, "train.epochs=1", "train.finetune_epochs=2"))
+    events = [r["message"] for r in read_metrics(run.metrics) if r["kind"] == "event"]
+    assert any("finetune stage" in m for m in events)
+    assert summary["finetuned"] and summary["epochs"] == 3 and summary["status"] == "finished"
+    assert load_checkpoint(run.last)["optimizer"]["nt_asgd"]["averaging"] is True

@@ -6,14 +6,13 @@ import argparse
 import signal
 import time
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterator
 
 from ..config import apply_overrides, config_from_dict, config_to_dict, load_config, preset_names
 from ..tasks.build import build_task
 from ..training.distributed import Distributed
 from ..training.loop import train
-from ..runs.run_dir import RunDir, new_run_dir, open_run_dir
+from ..runs.run_dir import new_run_dir, open_run_dir
 from .common import UsageError, prepare_extension, say, uses_extension
 
 
@@ -70,8 +69,9 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(source, overrides)
     data = build_task(config)                   # bad data fails here, before anything is written
     if not args.resume:
-        run_dir = new_run_dir(config.train.out_dir, config.name) if dist.is_main else None
-        run_dir = _agree_on_run_dir(run_dir, dist, config.train.device)
+        # Under torchrun, rank 0 picks the directory and the others learn its name.
+        run_dir = dist.share(new_run_dir(config.train.out_dir, config.name) if dist.is_main else None,
+                             dist.device(config.train.device))
         if dist.is_main:
             run_dir.write_config(config)
     if uses_extension(config.model) and dist.is_main:
@@ -84,18 +84,6 @@ def run(args: argparse.Namespace) -> int:
     if dist.is_main:
         _print_summary(summary, run_dir.path, time.perf_counter() - start)
     return 0 if summary["status"] in ("finished", "stopped") else 1
-
-
-def _agree_on_run_dir(run_dir: RunDir | None, dist: Distributed, device: str) -> RunDir:
-    """Under torchrun, rank 0 picks the directory and the others learn its name."""
-    if not dist.enabled:
-        return run_dir
-    import torch.distributed as torch_dist
-
-    dist.start(dist.device(device))
-    box = [str(run_dir.path) if run_dir else None]
-    torch_dist.broadcast_object_list(box, src=0)
-    return RunDir(Path(box[0]))
 
 
 def _print_summary(summary: dict, path, seconds: float) -> None:

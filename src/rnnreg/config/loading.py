@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
+from .kinds import shown
 from .schema import Config, ConfigError
 
 PRESET_PACKAGE = "rnnreg.presets"
@@ -209,6 +210,12 @@ def load_config(source: str | None = None, overrides: Sequence[str] = ()) -> Con
 
 
 def dump_config(config: Config) -> str:
+    """The config as TOML, without the settings its task kind or its cell do not read
+    (:mod:`.kinds`): those are at their defaults, so reading the text back gives ``config``."""
     import tomli_w
 
-    return tomli_w.dumps(config_to_dict(config))
+    table = config_to_dict(config)
+    for section, values in table.items():
+        if isinstance(values, dict):
+            table[section] = {k: v for k, v in values.items() if shown(f"{section}.{k}", config)}
+    return tomli_w.dumps(table)

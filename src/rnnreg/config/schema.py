@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 
 from ..layers.options import CELLS, OPTIONS, SINGLE_CELL_TASKS, STACK_CELLS, refusals
+from .kinds import misapplied
 
 
 class ConfigError(ValueError):
@@ -120,8 +121,8 @@ TASKS = ("lm", "adding", "mnist", "missing", "clockwork", "seq2seq", "ctc")
 @dataclass(frozen=True)
 class TaskConfig:
     """What the network learns. ``lm`` is language modelling on [data]'s corpus; every other kind
-    is a sequence task (rnnreg.tasks) with its own metric, trained by rnnreg.training.task_loop. Tasks
-    read [data]'s batch_size, eval_batch_size, path, cache_dir and download."""
+    is a sequence task (rnnreg.tasks) with its own metric; one loop (rnnreg.training.loop) trains
+    them all. Which setting applies to which kind: :mod:`.kinds`."""
     kind: str = "lm"                   # lm | adding | mnist | missing | clockwork | seq2seq | ctc
     data_seed: int = 1234              # generated data, permutations, splits (not the model's seed)
     seq_len: int = 100                 # time steps per sequence (adding, clockwork, missing)
@@ -284,25 +285,23 @@ class Config:
                  f"(adding, mnist, ctc), not {self.task.kind!r}")
         _require(self.model.attention == "none" or self.task.kind == "seq2seq",
                  "model.attention applies to task.kind = 'seq2seq' only")
-        if self.task.kind != "lm":
-            self._check_task_settings()
-        bad = [i for i in self.penalties.norm_stabilizer_layers if not 0 <= i < self.model.num_layers]
-        _require(not bad, f"penalties.norm_stabilizer_layers {bad} out of range for {self.model.num_layers} layers")
-
-    def _check_task_settings(self) -> None:
-        """Settings that only a language model has are refused for sequence tasks, not ignored."""
-        kind, m, t = self.task.kind, self.model, self.train
-        lm_only = {"model.tie_weights": m.tie_weights, "model.surprisal_zoneout": m.surprisal_zoneout,
-                   "train.finetune_epochs": t.finetune_epochs, "train.mc_samples": t.mc_samples}
-        if kind != "seq2seq":
-            lm_only["model.embed_p"] = m.embed_p  # only seq2seq embeds tokens
-        used = [name for name, value in lm_only.items() if value]
-        _require(not used, f"{', '.join(used)} apply to language models, not to task.kind = {kind!r}")
-        if m.cell in SINGLE_CELL_TASKS:
+        if self.model.cell in SINGLE_CELL_TASKS:
             # GRU-D and the Clockwork RNN are one recurrent layer of their own with a read-out; the
             # options they do not have are refused by ModelConfig, from the option table.
-            unsupported = {"model.num_layers": m.num_layers != 1, "model.hidden_sizes": bool(m.hidden_sizes)}
+            unsupported = {"model.num_layers": self.model.num_layers != 1,
+                           "model.hidden_sizes": bool(self.model.hidden_sizes)}
             used = [name for name, on in unsupported.items() if on]
-            _require(not used, f"model.cell = {m.cell!r} is one layer without {', '.join(used)}; "
+            _require(not used, f"model.cell = {self.model.cell!r} is one layer without {', '.join(used)}; "
                      f"remove {'it' if len(used) == 1 else 'them'}")
-
+        _require(self.task.kind != "ctc" or self.data.dataset in ("timit", DataConfig.dataset),
+                 f"task.kind = 'ctc' trains on TIMIT (data.dataset = 'timit', with data.path) or on "
+                 f"generated sequences (leave data.dataset unset), not on {self.data.dataset!r}")
+        _require(not (self.task.kind == "ctc" and self.data.path and self.data.dataset != "timit"),
+                 "data.path for task.kind = 'ctc' names the TIMIT folder: set data.dataset = 'timit' "
+                 "too (without it the task is the generated one, and the path would be ignored)")
+        # Everything else a kind does not read must stay at its default: refused, not ignored.
+        ignored = misapplied(self)
+        _require(not ignored, f"{', '.join(ignored)} do{'es' if len(ignored) == 1 else ''} not apply to "
+                 f"task.kind = {self.task.kind!r}; remove {'it' if len(ignored) == 1 else 'them'}")
+        bad = [i for i in self.penalties.norm_stabilizer_layers if not 0 <= i < self.model.num_layers]
+        _require(not bad, f"penalties.norm_stabilizer_layers {bad} out of range for {self.model.num_layers} layers")

@@ -1,5 +1,5 @@
 """The Clockwork RNN's recurrence (Koutnik et al. 2014, sec. 3): a fast path with a hand-written
-backward pass, and the per-module reference it is tested against (tests/test_clockwork.py).
+backward pass, and the per-module reference it is tested against (tests/layers/test_clockwork.py).
 The layer and its conventions (0-based clock, block-triangular W_H) are in rnnreg.layers.clockwork.
 """
 

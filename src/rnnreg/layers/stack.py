@@ -76,33 +76,32 @@ class RecurrentStack(nn.Module):
     drop_output: False leaves the last output as the recurrence produced it (no output_p, no
         nonrecurrent_p there): an encoder whose top output only feeds attention.
     return_cells: also return LSTM cell sequences (runs the layers stepwise).
-    input_p, hidden_p, output_p, nonrecurrent_p: the connections' dropouts (module docstring).
-    Every other option goes to each layer; see :class:`rnnreg.layers.base.RecurrentBase`.
+    options: the recurrent options of :mod:`.options`' table (which cell takes which), by name:
+    input_p, hidden_p, output_p and nonrecurrent_p are the connections' dropouts (module
+    docstring); every other option goes to each layer (:class:`rnnreg.layers.base.RecurrentBase`).
     """
 
     def __init__(self, cell: str, input_size: int, sizes: Sequence[int], *, bidirectional: bool = False,
-                 drop_output: bool = True, return_cells: bool = False, input_p: float = 0.0,
-                 hidden_p: float = 0.0, output_p: float = 0.0, nonrecurrent_p: float = 0.0,
-                 weight_p: float = 0.0, weight_noise_std: float = 0.0, recurrent_dropout: float = 0.0,
-                 recurrent_dropout_mode: str = "gal", zoneout_h_p: float = 0.0, zoneout_c_p: float = 0.0,
-                 peepholes: bool = False, forget_bias: float | None = None, nonlinearity: str = "tanh",
-                 trec_threshold: float = 1.0, recurrent_init: str = "default",
-                 implementation: str = "auto") -> None:
+                 drop_output: bool = True, return_cells: bool = False, **options: Any) -> None:
         super().__init__()
         if cell not in STACK_CELLS:
             raise ValueError(f"cell must be one of {', '.join(map(repr, STACK_CELLS))}, got {cell!r}")
-        given = locals()
-        options = cell_options(cell, {name: given[name] for name in OPTION_NAMES}, among=STACK_CELLS)
+        unknown = sorted(set(options) - set(OPTION_NAMES))
+        if unknown:
+            raise TypeError(f"unexpected option {', '.join(map(repr, unknown))}: a stack takes the options "
+                            f"of rnnreg.layers.options ({', '.join(OPTION_NAMES)})")
+        values = {name: options.get(name, OPTIONS[name].default) for name in OPTION_NAMES}
+        options = cell_options(cell, values, among=STACK_CELLS)
         self.sizes = [positive_int(f"sizes[{index}]", size) for index, size in enumerate(sizes)]
         if not self.sizes:
             raise ValueError("sizes must give at least one layer size")
         self.cell, self.input_size = cell, positive_int("input_size", input_size)
         self.directions = 2 if bidirectional else 1
         self.drop_output, self.return_cells = bool(drop_output), bool(return_cells)
-        self.input_p = check_probability("input_p", input_p)
-        self.hidden_p = check_probability("hidden_p", hidden_p)
-        self.output_p = check_probability("output_p", output_p)
-        self.nonrecurrent_p = check_probability("nonrecurrent_p", nonrecurrent_p)
+        self.input_p = check_probability("input_p", values["input_p"])
+        self.hidden_p = check_probability("hidden_p", values["hidden_p"])
+        self.output_p = check_probability("output_p", values["output_p"])
+        self.nonrecurrent_p = check_probability("nonrecurrent_p", values["nonrecurrent_p"])
         if self.output_p and not self.drop_output:
             raise ValueError("output_p drops the last output, which drop_output=False leaves alone")
         self.mc_dropout = False

@@ -15,7 +15,7 @@ from ..layers.clockwork import ClockworkRNN
 from ..regularizers.locked_dropout import locked_dropout
 from ..regularizers.masks import check_probability
 from ..regularizers.monte_carlo import is_stochastic
-from ..tasks.base import SequenceOutput
+from .outputs import SequenceOutput
 
 
 class ClockworkNet(nn.Module):

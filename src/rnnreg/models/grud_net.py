@@ -15,7 +15,7 @@ from ..layers.grud import GRUD
 from ..regularizers.locked_dropout import locked_dropout
 from ..regularizers.masks import check_probability
 from ..regularizers.monte_carlo import is_stochastic
-from ..tasks.base import SequenceOutput
+from .outputs import SequenceOutput
 
 
 class GRUDNet(nn.Module):

@@ -18,7 +18,6 @@ import torch
 from torch import Tensor, nn
 
 from ..layers.base import positive_int
-from ..layers.options import OPTION_NAMES
 from ..layers.stack import RecurrentStack, layer_sizes
 from ..regularizers import Embedding
 
@@ -71,7 +70,8 @@ class RNNLanguageModel(nn.Module):
     hidden_sizes: one size per layer, overriding ``hidden_size``. tie_weights: share the embedding
         and decoder matrix (Press & Wolf 2017; Inan et al. 2017), sizing the last layer to
         ``embedding_size`` unless ``hidden_sizes`` says otherwise (then it must match).
-    embed_p: embedding (word-type) dropout. input_p, hidden_p, output_p: locked dropout on the
+    embed_p: embedding (word-type) dropout. options: the recurrent options of
+        :mod:`rnnreg.layers.options`, by name. input_p, hidden_p, output_p: locked dropout on the
         embedding output, between layers and on the last output (Gal & Ghahramani 2016; AWD's
         dropouti/dropouth/dropout). nonrecurrent_p: Zaremba et al. (2014)'s dropout on every
         non-recurrent connection (the same three), fresh mask each step. The remaining options go to
@@ -82,17 +82,9 @@ class RNNLanguageModel(nn.Module):
 
     def __init__(self, vocab_size: int, *, embedding_size: int = 400, hidden_size: int = 1150,
                  num_layers: int = 3, hidden_sizes: Sequence[int] | None = None, cell: str = "lstm",
-                 tie_weights: bool = False, embed_p: float = 0.0, input_p: float = 0.0,
-                 hidden_p: float = 0.0, output_p: float = 0.0, nonrecurrent_p: float = 0.0,
-                 weight_p: float = 0.0, recurrent_dropout: float = 0.0,
-                 recurrent_dropout_mode: str = "gal", zoneout_h_p: float = 0.0,
-                 zoneout_c_p: float = 0.0, weight_noise_std: float = 0.0, peepholes: bool = False,
-                 forget_bias: float | None = None, nonlinearity: str = "tanh",
-                 trec_threshold: float = 1.0, recurrent_init: str = "default",
-                 implementation: str = "auto", init_range: float = 0.1,
-                 return_cells: bool = False) -> None:
+                 tie_weights: bool = False, embed_p: float = 0.0, init_range: float = 0.1,
+                 return_cells: bool = False, **options: Any) -> None:
         super().__init__()
-        given = dict(locals())
         if isinstance(init_range, bool) or not isinstance(init_range, (int, float)) \
                 or not math.isfinite(init_range) or init_range <= 0:
             raise ValueError(f"init_range must be a finite number > 0, got {init_range!r}")
@@ -102,7 +94,7 @@ class RNNLanguageModel(nn.Module):
         sizes = lm_layer_sizes(embedding_size, hidden_size, num_layers, hidden_sizes, self.tie_weights)
         self.encoder = Embedding(vocab_size, embedding_size, embed_p=embed_p)
         self.layers = RecurrentStack(cell, embedding_size, sizes, return_cells=return_cells,
-                                     **{name: given[name] for name in OPTION_NAMES})
+                                     **options)
         self.decoder = nn.Linear(sizes[-1], vocab_size)
         nn.init.uniform_(self.encoder.weight, -init_range, init_range)
         nn.init.zeros_(self.decoder.bias)

@@ -25,7 +25,6 @@ import torch
 from torch import Tensor, nn
 
 from ..layers.base import positive_int
-from ..layers.options import OPTION_NAMES
 from ..layers.stack import RecurrentStack, layer_sizes
 from ..regularizers import Embedding
 from .language_model import check_tokens
@@ -76,16 +75,9 @@ class Seq2Seq(nn.Module):
     def __init__(self, source_vocab: int, target_vocab: int, *, cell: str = "lstm",
                  embedding_size: int = 64, hidden_size: int = 128, num_layers: int = 1,
                  hidden_sizes: Sequence[int] | None = None, attention: str = "none",
-                 embed_p: float = 0.0, input_p: float = 0.0, hidden_p: float = 0.0,
-                 output_p: float = 0.0, nonrecurrent_p: float = 0.0, weight_p: float = 0.0,
-                 recurrent_dropout: float = 0.0, recurrent_dropout_mode: str = "gal",
-                 zoneout_h_p: float = 0.0, zoneout_c_p: float = 0.0, weight_noise_std: float = 0.0,
-                 peepholes: bool = False, forget_bias: float | None = None, nonlinearity: str = "tanh",
-                 trec_threshold: float = 1.0, recurrent_init: str = "default",
-                 implementation: str = "auto", init_range: float = 0.1,
-                 return_cells: bool = False) -> None:
+                 embed_p: float = 0.0, init_range: float = 0.1,
+                 return_cells: bool = False, **options: Any) -> None:
         super().__init__()
-        given = dict(locals())
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {', '.join(map(repr, ATTENTIONS))}, got {attention!r}")
         if isinstance(init_range, bool) or not isinstance(init_range, (int, float)) or not 0 < init_range < float("inf"):
@@ -94,7 +86,6 @@ class Seq2Seq(nn.Module):
         positive_int("target_vocab", target_vocab)
         self.embedding_size = positive_int("embedding_size", embedding_size)
         sizes = layer_sizes(hidden_size, num_layers, hidden_sizes)
-        options = {name: given[name] for name in OPTION_NAMES}
         self.source_embedding = Embedding(source_vocab, embedding_size, embed_p=embed_p)
         self.target_embedding = Embedding(target_vocab, embedding_size, embed_p=embed_p)
         # The encoder's top output feeds only attention and has never been dropped: no output_p.

@@ -11,13 +11,12 @@ layers themselves. Bidirectional layers concatenate both directions (2 H per lay
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from ..layers.base import positive_int
-from ..layers.options import OPTION_NAMES
 from ..layers.stack import RecurrentStack, layer_sizes
 from .outputs import SequenceOutput
 
@@ -32,21 +31,14 @@ class SequenceNet(nn.Module):
 
     def __init__(self, input_size: int, output_size: int, *, head: str = "last", cell: str = "lstm",
                  hidden_size: int = 128, num_layers: int = 1, hidden_sizes: Sequence[int] | None = None,
-                 bidirectional: bool = False, input_p: float = 0.0, hidden_p: float = 0.0,
-                 output_p: float = 0.0, nonrecurrent_p: float = 0.0, weight_p: float = 0.0,
-                 recurrent_dropout: float = 0.0, recurrent_dropout_mode: str = "gal",
-                 zoneout_h_p: float = 0.0, zoneout_c_p: float = 0.0, weight_noise_std: float = 0.0,
-                 peepholes: bool = False, forget_bias: float | None = None, nonlinearity: str = "tanh",
-                 trec_threshold: float = 1.0, recurrent_init: str = "default",
-                 implementation: str = "auto", return_cells: bool = False) -> None:
+                 bidirectional: bool = False, return_cells: bool = False, **options: Any) -> None:
         super().__init__()
-        given = dict(locals())
         if head not in ("last", "every"):
             raise ValueError(f"head must be 'last' or 'every', got {head!r}")
         self.head = head
         self.layers = RecurrentStack(cell, input_size, layer_sizes(hidden_size, num_layers, hidden_sizes),
                                      bidirectional=bidirectional, return_cells=return_cells,
-                                     **{name: given[name] for name in OPTION_NAMES})
+                                     **options)
         self.readout = nn.Linear(self.layers.widths()[-1], positive_int("output_size", output_size))
 
     @property

@@ -27,8 +27,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..models.outputs import SequenceOutput  # noqa: F401  (the output of every task model)
-
 Batch = dict[str, Tensor]
 SPLITS = ("valid", "test")
 AllSum = Callable[..., list[float]]  # element-wise sum of floats over the ranks of a torchrun job

@@ -90,8 +90,11 @@ class Distributed:
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
     def stop(self) -> None:
-        """Leave the process group, if this process joined one."""
+        """Leave the process group, if this process joined one. The barrier first: a group's gloo
+        threads may still be releasing the tensors of the last collective, which needs the GIL,
+        while destroying the group joins those threads with the GIL held (a deadlock otherwise)."""
         if self.enabled and dist.is_initialized():
+            dist.barrier()
             dist.destroy_process_group()
 
     def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
@@ -125,6 +128,16 @@ class Distributed:
         out: list[Any] = [None] * self.world_size
         dist.all_gather_object(out, value)
         return out
+
+    def share(self, value: Any, device: torch.device) -> Any:
+        """Rank 0's ``value`` on every rank (joining the group on ``device`` if needed), e.g. the
+        run directory rank 0 picked. Alone: ``value``."""
+        if not self.enabled:
+            return value
+        self.start(device)
+        box = [value if self.is_main else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
 
     def barrier(self) -> None:
         """Wait until every rank gets here (e.g. until rank 0 has written a file the others read)."""

@@ -141,7 +141,7 @@ def train(config: Config, run: RunDir, *, resume: bool = False, task: Task | Non
     while not state.done:
         stage_epochs = config.train.epochs if state.stage == "train" else config.train.finetune_epochs
         observer.on_epoch_start(state.epoch, state.stage, epoch_size, state.position)
-        interrupted, clock = False, time.perf_counter()
+        clock = time.perf_counter()
         for position, batch in task.batches(state.epoch, state.position):
             # Merity et al. 2017 sec. 4.1: a longer window sums more losses, so its step is larger.
             base_lrs = [g["lr"] for g in optimizer.param_groups]
@@ -192,6 +192,8 @@ def train(config: Config, run: RunDir, *, resume: bool = False, task: Task | Non
                         "loss": main_value, **task.step_fields(batch, main_value), "penalties": terms.record(),
                         "grad_norm": grad_norm.item(), "time": state.elapsed, f"{task.unit}_per_s": rate})
             observer.on_step(state.step, state.position, main_value, rate)
+            # Budgets, periodic validations and checkpoints, stop requests: decided together by
+            # every rank (a rank that branched alone would hang the others' collectives).
             out_of_budget = ((config.train.max_steps and state.step >= config.train.max_steps)
                              or (config.train.max_minutes and state.elapsed >= 60 * config.train.max_minutes))
             out_of_budget = dist.any(bool(out_of_budget))  # ranks' clocks differ; all stop at once
@@ -204,14 +206,14 @@ def train(config: Config, run: RunDir, *, resume: bool = False, task: Task | Non
             if dist.any(stop_requested()):
                 event(f"stop requested: checkpoint saved at step {state.step}; resume with --resume")
                 checkpoint()
-                status, interrupted, state.done = "stopped", True, True
+                status, state.done = "stopped", True
                 break
             if out_of_budget:
                 event(f"training budget reached at step {state.step} ({state.elapsed / 60:.1f} min)")
                 state.done = budget_spent = True
                 break
             clock = time.perf_counter()               # validation and checkpoints are not training time
-        if status != "finished" or interrupted:
+        if status != "finished":                      # stopped or failed: no end-of-epoch validation
             break
         # End of an epoch (or of the budget): validate, let the schedules react, checkpoint.
         val_loss = validate()
@@ -246,6 +248,7 @@ def train(config: Config, run: RunDir, *, resume: bool = False, task: Task | Non
     if board is not None:
         board.close()
     observer.on_end(summary)
+    del net                                           # DDP's reducer before its process group
     dist.stop()
     return summary
 

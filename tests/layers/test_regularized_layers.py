@@ -1,4 +1,6 @@
-"""Each regularizer of the layers: what it does in training, identity (or expectation) in eval."""
+"""The regularizers as rnnreg.LSTM/GRU/RNN apply them: what each does in training, the identity (or
+the expectation) in eval, MC dropout, and all of them composed on every path. The regularizers
+themselves are tested in tests/regularizers/."""
 
 import pytest
 import torch
@@ -42,12 +44,6 @@ def test_zoneout_eval_is_the_expectation_with_separate_rates(zh, zc):
     torch.testing.assert_close(out, hs)
     torch.testing.assert_close(states.cells[0], cs)
     torch.testing.assert_close(c_n[0], cs[-1])
-
-
-def test_zoneout_zero_in_training_is_the_plain_cell():
-    layer = single(zoneout_h_p=0.0, zoneout_c_p=0.0, implementation="stepwise").train()
-    x = torch.randn(5, 3, I, dtype=torch.double)
-    torch.testing.assert_close(layer(x)[0], lstm_steps(as_cell(layer), x, 0.0, 0.0)[0])
 
 
 def test_zoneout_keep_one_freezes_state_and_passes_gradient():
@@ -221,12 +217,6 @@ def test_bad_arguments_are_refused_clearly(kw, match):
 def test_bad_calls_are_refused_clearly():
     with pytest.raises(TypeError, match="peepholes applies to rnnreg.LSTM only"):
         rnnreg.GRU(I, H, peepholes=True)
-    with pytest.raises(TypeError, match="zoneout_c_p"):
-        rnnreg.RNN(I, H, zoneout_c_p=0.1)
-    with pytest.raises(TypeError, match="recurrent_init"):
-        rnnreg.LSTM(I, H, recurrent_init="identity")
-    with pytest.raises(ValueError, match="semeniuta"):
-        rnnreg.RNN(I, H, recurrent_dropout_mode="semeniuta")
     layer = rnnreg.LSTM(I, H, zoneout_h_p=0.1, implementation="fused")
     with pytest.raises(ValueError, match="cannot run zoneout"):
         layer(torch.randn(3, 2, I))
@@ -239,22 +229,3 @@ def test_bad_calls_are_refused_clearly():
     with pytest.raises(ValueError, match="lengths"):
         rnnreg.GRU(I, H)(torch.randn(3, 2, I), lengths=[4, 1])
 
-
-def test_surprisal_driven_zoneout_keeps_units_when_unsurprised():
-    logits = torch.tensor([[10.0, 0.0], [0.0, 0.0]])  # confident-right, uncertain
-    s = rnnreg.regularizers.surprisal(logits, torch.tensor([0, 1]))
-    torch.testing.assert_close(s[1], torch.log(torch.tensor(2.0)))
-    keep = rnnreg.regularizers.surprisal_keep(s)
-    assert keep.shape == (2, 1) and keep[0] > 0.99 and 0.49 < keep[1] < 0.51
-    per_unit = rnnreg.regularizers.surprisal_keep(s, torch.tensor([1.0, 100.0]))
-    assert per_unit.shape == (2, 2) and per_unit[1, 1] > per_unit[1, 0]
-    # Fed to a layer step by step, zero surprisal freezes the state (keep = 1).
-    layer = rnnreg.LSTM(I, H).train()
-    x = torch.randn(1, 2, I)
-    state = (torch.randn(1, 2, H), torch.randn(1, 2, H))
-    keep = rnnreg.regularizers.surprisal_keep(torch.zeros(1, 2))  # (T=1, B, 1)
-    out, new_state = layer(x, state, zoneout_keep=keep)
-    torch.testing.assert_close(new_state[0], state[0])
-    torch.testing.assert_close(new_state[1], state[1])
-    with pytest.raises(ValueError, match="temperature"):
-        rnnreg.regularizers.surprisal_keep(s, 0.0)
