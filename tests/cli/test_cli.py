@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from rnnreg.cli import main
 
 
@@ -19,6 +21,7 @@ def test_unknown_option_is_refused_even_among_overrides(capsys):
     assert "unrecognized arguments: --bogus" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_module_entry_point_help():
     res = subprocess.run([sys.executable, "-m", "rnnreg", "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "train" in res.stdout and "kernels" in res.stdout

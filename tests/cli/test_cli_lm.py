@@ -18,6 +18,8 @@ from rnnreg.training.loop import train
 
 from lm_fixtures import TINY, write_corpus
 
+pytestmark = pytest.mark.slow  # trains models or starts processes
+
 
 @pytest.fixture(scope="module")
 def corpus_dir(tmp_path_factory):

@@ -157,6 +157,7 @@ def test_describe_and_class_attributes():
         ("adding", "mse", False, 2, 1, "last")
 
 
+@pytest.mark.slow
 def test_small_lstm_learns_to_beat_the_constant_baseline():
     torch.manual_seed(0)
     task = AddingTask(seq_len=6, train_size=250 * 32, valid_size=256, test_size=16, data_seed=1)

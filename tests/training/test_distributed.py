@@ -33,6 +33,8 @@ from rnnreg.optim import NTASGD
 from rnnreg.runs.checkpoint import load_checkpoint
 from rnnreg.runs.run_dir import RunDir
 
+pytestmark = pytest.mark.slow  # trains models or starts processes
+
 WORLD, VOCAB, BPTT = 2, 11, 6
 REGULARIZED = dict(embed_p=0.1, input_p=0.3, hidden_p=0.2, output_p=0.3, weight_p=0.5)
 

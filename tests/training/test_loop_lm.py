@@ -17,6 +17,8 @@ from rnnreg.training.loop import TrainingError, train
 
 from lm_fixtures import tiny_config, write_corpus
 
+pytestmark = pytest.mark.slow  # trains models or starts processes
+
 VOLATILE = ("time", "tokens_per_s")
 
 

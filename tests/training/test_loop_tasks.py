@@ -13,6 +13,8 @@ from rnnreg.training.loop import train
 
 from task_fixtures import SignOfSumTask
 
+pytestmark = pytest.mark.slow  # trains models or starts processes
+
 VOLATILE = ("time", "examples_per_s")
 TINY = ["task.kind=adding", "model.cell=lstm", "model.hidden_size=16", "model.num_layers=1",
         "data.batch_size=32", "data.eval_batch_size=64", "optim.optimizer=adam", "optim.lr=0.02",
