@@ -51,4 +51,5 @@ def finish_run(config: Config, run: RunDir, task: Task, model: nn.Module, state:
 
 
 def _rounded(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else round(float(value), 6)
+    """Six significant digits: enough for a perplexity and for an MSE of 1e-4 alike."""
+    return None if value is None or not math.isfinite(value) else float(f"{float(value):.6g}")
