@@ -11,10 +11,7 @@ from pathlib import Path
 import pytest
 
 from rnnreg.cli import main
-from rnnreg.config import load_config
 from rnnreg.runs.metrics import read_metrics
-from rnnreg.runs.run_dir import new_run_dir
-from rnnreg.training.loop import train
 
 from lm_fixtures import TINY, write_corpus
 

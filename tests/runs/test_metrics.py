@@ -11,8 +11,7 @@ import types
 import pytest
 import torch
 
-from rnnreg.runs.metrics import (MetricsFormatError, MetricsLog, TensorBoardSink, bits_per_char,
-                            metric_value, perplexity, read_metrics, truncate_after)
+from rnnreg.runs.metrics import MetricsFormatError, MetricsLog, TensorBoardSink, read_metrics, truncate_after
 
 
 def _step(step: int, loss: float) -> dict:
@@ -26,33 +25,6 @@ def _strict_json(line: str) -> dict:
     def refuse(name):
         raise AssertionError(f"non-standard JSON constant {name} in {line!r}")
     return json.loads(line, parse_constant=refuse)
-
-
-# --- conversions -------------------------------------------------------------------------------
-
-def test_perplexity_and_bpc_invert_their_definitions():
-    # A uniform distribution over V symbols has cross-entropy ln V nats: perplexity V, log2 V bits.
-    for vocab in (2, 50, 10000):
-        assert perplexity(math.log(vocab)) == pytest.approx(vocab)
-        assert bits_per_char(math.log(vocab)) == pytest.approx(math.log2(vocab))
-        assert metric_value(math.log(vocab), "ppl") == pytest.approx(vocab)
-        assert metric_value(math.log(vocab), "bpc") == pytest.approx(math.log2(vocab))
-    assert perplexity(torch.tensor(1.5)) == pytest.approx(math.exp(1.5))
-
-
-def test_conversions_of_diverged_losses():
-    assert perplexity(1e4) == math.inf  # math.exp would raise OverflowError
-    assert math.isnan(perplexity(math.nan))
-    assert math.isnan(bits_per_char(math.nan))
-
-
-def test_conversion_argument_errors():
-    with pytest.raises(ValueError, match="metric"):
-        metric_value(1.0, "accuracy")
-    with pytest.raises(TypeError, match="loss"):
-        perplexity("4.2")
-    with pytest.raises(TypeError, match="loss"):
-        bits_per_char(True)
 
 
 # --- writing and reading -------------------------------------------------------------------------

@@ -4,7 +4,6 @@ the run scored it, refused on data it was not trained on, and rnnreg 0.1 checkpo
 from __future__ import annotations
 
 import pytest
-import torch
 
 from rnnreg.config import config_to_dict, load_config
 from rnnreg.data import DataError

@@ -7,7 +7,7 @@ import sys
 
 from tqdm import tqdm
 
-from ..runs.metrics import METRICS, metric_value
+from ..tasks.lm_metrics import METRICS, metric_value
 
 
 class ProgressBar:

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .metrics import METRICS, metric_value
+from ..tasks.lm_metrics import METRICS, metric_value
 from .plot_style import ema, figure, finite, mark_events, save
 
 # Plain-language axis labels; any other metric is labelled by its name.

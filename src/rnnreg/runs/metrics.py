@@ -1,5 +1,4 @@
-"""The training run's metrics log (``metrics.jsonl``); the loss -> ppl / bpc conversions it
-re-exports live in :mod:`rnnreg.tasks.lm_metrics`.
+"""The training run's metrics log (``metrics.jsonl``).
 
 One JSON object per line, each with a ``kind`` ("step", "eval", "epoch", "event"). Lines are
 flushed as they are written so a killed run loses at most its last, partial line.
@@ -20,7 +19,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ..tasks.lm_metrics import METRICS, bits_per_char, metric_fields, metric_value, perplexity  # noqa: F401
 from .atomic_text import write_text_atomic
 
 log = logging.getLogger(__name__)

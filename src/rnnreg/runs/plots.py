@@ -20,7 +20,8 @@ import torch
 from torch import Tensor
 
 from .curves import LABELS, plot_curves
-from .metrics import METRICS, read_metrics
+from ..tasks.lm_metrics import METRICS
+from .metrics import read_metrics
 from .plot_style import figure, finite, save
 
 if TYPE_CHECKING:
