@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import errno
 import functools
 import hashlib
 import io
@@ -13,6 +14,7 @@ import re
 import signal
 import struct
 import time
+import zipfile
 from collections import OrderedDict, defaultdict, namedtuple
 from pathlib import Path
 
@@ -23,7 +25,9 @@ from rnnreg.runs.checkpoint import (CheckpointError, load_checkpoint, load_check
                                move_to_cpu, prev_path, save_checkpoint)
 from rnnreg.training.rng import capture_rng, restore_rng
 
-HEADER = 52  # magic 8 + version 4 + length 8 + sha256 32, as the module docstring specifies
+TRAILER = 44  # the zip comment: magic 8 + version 4 + sha256 32, as the module docstring specifies
+EOCD = 22  # the zip's end-of-central-directory record, before the comment
+LEGACY_HEADER = 52  # format 1 (rnnreg 0.1): magic 8 + version 4 + length 8 + sha256 32
 
 
 def _trained(seed: int = 0) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
@@ -75,10 +79,24 @@ def _two_saves(tmp_path: Path) -> tuple[Path, dict, dict]:
     return path, old, new
 
 
-def _frame(body: bytes, version: int = 1) -> bytes:
-    # Independent re-implementation of the documented header, to forge files.
-    digest = hashlib.sha256(struct.pack("<IQ", version, len(body)) + body).digest()
-    return struct.pack("<8sIQ32s", b"RNNRGCK\x00", version, len(body), digest) + body
+def _frame(body: bytes, version: int = 2) -> bytes:
+    # Independent re-implementation of the documented trailer, to forge files: the zip's empty
+    # comment becomes magic, version and the SHA-256 of every byte before the digest.
+    assert body[-EOCD:-EOCD + 4] == b"PK\x05\x06" and body[-2:] == b"\0\0"
+    signed = body[:-2] + struct.pack("<H", TRAILER) + b"RNNRGCK\x02" + struct.pack("<I", version)
+    return signed + hashlib.sha256(signed).digest()
+
+
+def _legacy_frame(body: bytes) -> bytes:
+    # Format 1, as rnnreg 0.1 wrote it: a 52-byte header before the torch.save bytes.
+    digest = hashlib.sha256(struct.pack("<IQ", 1, len(body)) + body).digest()
+    return struct.pack("<8sIQ32s", b"RNNRGCK\x00", 1, len(body), digest) + body
+
+
+def _torch_bytes(payload: dict) -> bytes:
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return buf.getvalue()
 
 
 def test_round_trip_restores_training_exactly(tmp_path: Path) -> None:
@@ -140,14 +158,15 @@ def test_crash_mid_save_keeps_old_checkpoint(tmp_path, monkeypatch, failing_call
         return real(*args, **kwargs)
 
     monkeypatch.setattr(os, name, crash)
-    with pytest.raises(OSError, match="simulated crash"):
+    with pytest.raises(CheckpointError, match=r"could not write .*last\.pt \(simulated crash\): "
+                                              "the previous checkpoint is kept$"):
         save_checkpoint(path, _payload(2))
     monkeypatch.undo()
     assert not (tmp_path / "last.pt.tmp").exists()
     _assert_same(load_checkpoint(path), new)  # from last.pt, or from .prev after the first rename
 
 
-@pytest.mark.parametrize("cut", [0, 7, HEADER - 1, HEADER, HEADER + 100, "half", -1])
+@pytest.mark.parametrize("cut", [0, 2, 7, 100, "half", -TRAILER - EOCD, -TRAILER - 1, -TRAILER, -32, -1])
 def test_truncation_falls_back_to_prev(tmp_path, caplog, cut) -> None:
     path, old, _ = _two_saves(tmp_path)
     data = path.read_bytes()
@@ -164,16 +183,21 @@ def test_truncation_falls_back_to_prev(tmp_path, caplog, cut) -> None:
 
 def _tensor_offset(data: bytes, tensor: torch.Tensor) -> int:
     offset = data.find(tensor.numpy().tobytes())
-    assert offset > HEADER
+    assert offset > 30  # past the first local file header
     return offset
 
 
-@pytest.mark.parametrize("where", ["magic", "version", "length", "digest", "body", "half", "tensor", "last"])
+@pytest.mark.parametrize("where", ["zip magic", "local header", "tensor", "half", "central directory", "eocd",
+                                   "comment length", "trailer magic", "version", "digest", "last"])
 def test_flipped_byte_falls_back_to_prev(tmp_path, caplog, where) -> None:
     path, old, new = _two_saves(tmp_path)
     data = bytearray(path.read_bytes())
-    offsets = {"magic": 0, "version": 8, "length": 13, "digest": 40, "body": HEADER, "half": len(data) // 2,
-               "tensor": _tensor_offset(data, new["model"]["1.weight_hh_l0"]) + 5, "last": len(data) - 1}
+    tail = len(data) - TRAILER - EOCD
+    offsets = {"zip magic": 0, "local header": 10, "half": len(data) // 2,
+               "tensor": _tensor_offset(data, new["model"]["1.weight_hh_l0"]) + 5,
+               "central directory": data.rfind(b"PK\x01\x02") + 12, "eocd": tail + 1,
+               "comment length": tail + EOCD - 2, "trailer magic": tail + EOCD + 3,
+               "version": tail + EOCD + 8, "digest": tail + EOCD + 12, "last": len(data) - 1}
     data[offsets[where]] ^= 0x04
     path.write_bytes(data)
     with caplog.at_level(logging.WARNING, logger="rnnreg.runs.checkpoint"):
@@ -182,6 +206,53 @@ def test_flipped_byte_falls_back_to_prev(tmp_path, caplog, where) -> None:
     _assert_same(loaded, old)
     assert [r.levelno for r in caplog.records] == [logging.WARNING]
     assert str(path) in caplog.records[0].message and "corrupt" in caplog.records[0].message
+
+
+def test_plain_torch_load_reads_a_checkpoint(tmp_path: Path) -> None:
+    # Weights leave rnnreg: the checksum sits in the zip's comment, which torch's reader skips.
+    path = tmp_path / "best.pt"
+    save_checkpoint(path, _payload())
+    _assert_same(torch.load(path, weights_only=True), _payload())
+    _assert_same(torch.load(io.BytesIO(path.read_bytes()), weights_only=True, mmap=False), _payload())
+    _assert_same(torch.load(path, weights_only=True, mmap=True), _payload())
+    with zipfile.ZipFile(path) as archive:
+        assert archive.testzip() is None and archive.comment.startswith(b"RNNRGCK\x02")
+
+
+def test_a_large_checkpoint_with_zip64_records_still_loads(tmp_path: Path) -> None:
+    # torch writes zip64 end records (and uses them past 4 GiB): the comment goes after them.
+    path, big = tmp_path / "big.pt", torch.randn(3 << 20)
+    save_checkpoint(path, {"big": big})
+    data = path.read_bytes()
+    assert data.rfind(b"PK\x06\x06") > 0 and data.rfind(b"PK\x06\x07") > 0
+    assert torch.equal(torch.load(path, weights_only=True)["big"], big)
+    assert torch.equal(load_checkpoint(path)["big"], big)
+
+
+def test_format_1_checkpoints_still_load(tmp_path: Path) -> None:
+    path = tmp_path / "best.pt"
+    path.write_bytes(_legacy_frame(_torch_bytes(_payload())))
+    _assert_same(load_checkpoint(path), _payload())
+    save_checkpoint(path, {"step": 2})          # a good format-1 file is rotated like any other
+    _assert_same(load_checkpoint(prev_path(path)), _payload())
+
+
+@pytest.mark.parametrize("cut, damage", [(0, "truncated"), (LEGACY_HEADER - 1, "truncated"),
+                                         (LEGACY_HEADER + 100, "truncated"), (-1, "truncated"),
+                                         ("flip", "checksum mismatch")])
+def test_damaged_format_1_checkpoint_falls_back(tmp_path, cut, damage) -> None:
+    path = tmp_path / "best.pt"
+    prev_path(path).write_bytes(_legacy_frame(_torch_bytes({"step": 1})))
+    data = bytearray(_legacy_frame(_torch_bytes({"step": 2})))
+    if cut == "flip":
+        data[len(data) // 2] ^= 0x10
+    else:
+        data = data[:cut % len(data)]
+    path.write_bytes(data)
+    assert load_checkpoint(path) == {"step": 1}
+    prev_path(path).unlink()
+    with pytest.raises(CheckpointError, match=damage):
+        load_checkpoint(path)
 
 
 def test_torch_load_alone_misses_a_flip_in_tensor_data() -> None:
@@ -247,7 +318,66 @@ def test_pickled_object_is_refused_at_load(tmp_path: Path) -> None:
     path.write_bytes(_frame(buf.getvalue()))  # a valid checksum: only weights_only stands guard
     with pytest.raises(CheckpointError, match=r"weights_only=True \(Unsupported global: .*_side_effect"):
         load_checkpoint(path)
+    path.write_bytes(_legacy_frame(buf.getvalue()))
+    with pytest.raises(CheckpointError, match=r"weights_only=True \(Unsupported global: .*_side_effect"):
+        load_checkpoint(path)
     assert _executed == []
+
+
+def test_a_newer_format_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "last.pt"
+    path.write_bytes(_frame(_torch_bytes({"step": 1}), version=3))
+    with pytest.raises(CheckpointError, match="from a newer rnnreg"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("code, message", [(errno.ENOSPC, "disk full while writing {path}: the previous "
+                                                          "checkpoint is kept; free some space and try again"),
+                                           (errno.EIO, "could not write {path} (Input/output error): "
+                                                       "the previous checkpoint is kept")])
+def test_a_failed_write_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch, code, message):
+    path, old, new = _two_saves(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    real_open = open
+
+    class FullFile:
+        # Half of the bytes fit, then the disk is full: the partial temp file must not survive.
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(bytes(data)[:len(data) // 2])
+            raise OSError(code, os.strerror(code))
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        return FullFile(f) if str(file).endswith(".tmp") and "w" in mode else f
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    with pytest.raises(CheckpointError) as failed:
+        save_checkpoint(path, _payload(2))
+    monkeypatch.undo()
+    assert str(failed.value) == message.format(path=path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    _assert_same(load_checkpoint(path), new)
+
+
+def test_checkpoints_get_the_permissions_of_other_run_files(tmp_path: Path) -> None:
+    umask = os.umask(0o022)
+    try:
+        path, _, _ = _two_saves(tmp_path)
+    finally:
+        os.umask(umask)
+    assert {p.stat().st_mode & 0o777 for p in tmp_path.iterdir()} == {0o644}
 
 
 class _Mode(enum.IntEnum):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from rnnreg.runs.report import Reference, collect_runs, format_report
+from rnnreg.runs.report import NoRunsFolder, Reference, collect_runs, format_report
 
 ZAREMBA = """name = "zaremba-small"
 [data]
@@ -144,8 +144,11 @@ def test_root_that_is_itself_a_run_and_runs_without_references(tmp_path):
 def test_empty_root_and_argument_errors(tmp_path):
     assert collect_runs(tmp_path) == []
     assert format_report([]).strip() == "no finished runs"
-    with pytest.raises(ValueError, match="root"):
+    with pytest.raises(NoRunsFolder, match="no folder .*missing.*rnnreg report DIR"):
         collect_runs(tmp_path / "missing")
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(NoRunsFolder, match="is a file"):
+        collect_runs(tmp_path / "a-file")
     with pytest.raises(TypeError, match="rows"):
         format_report([{"run": "x"}])
 

@@ -3,7 +3,12 @@ the run scored it, refused on data it was not trained on, and rnnreg 0.1 checkpo
 
 from __future__ import annotations
 
+import hashlib
+import io
+import struct
+
 import pytest
+import torch
 
 from rnnreg.config import config_to_dict, load_config
 from rnnreg.data import DataError
@@ -83,3 +88,18 @@ def test_a_checkpoint_of_rnnreg_0_1_loads_and_refuses_to_resume(lm_run, tmp_path
     with pytest.raises(TrainingError, match="older rnnreg"):
         train(load_trained(old).config, old, resume=True)
     assert config_to_dict(load_trained(old).config)["name"] == summary["name"]
+
+
+def test_a_run_whose_checkpoints_have_the_format_1_header_still_loads(lm_run, tmp_path):
+    # rnnreg 0.1 framed best.pt with a 52-byte header (magic, version 1, length, SHA-256).
+
+    run, summary, _ = lm_run
+    buffer = io.BytesIO()
+    torch.save(load_checkpoint(run.best), buffer)
+    body = buffer.getvalue()
+    digest = hashlib.sha256(struct.pack("<IQ", 1, len(body)) + body).digest()
+    old = new_run_dir(tmp_path, "old")
+    old.config.write_text(run.config.read_text())
+    old.best.write_bytes(struct.pack("<8sIQ32s", b"RNNRGCK\x00", 1, len(body), digest) + body)
+    _, scores = load_trained(old).evaluate("test")
+    assert scores["ppl"] == pytest.approx(summary["test"], rel=1e-5)

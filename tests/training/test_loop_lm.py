@@ -86,8 +86,8 @@ def run_training_in(run, config, **kw):
 
 
 def test_resume_refuses_a_changed_vocabulary(corpus_dir, tmp_path):
-    config = tiny_config(corpus_dir, tmp_path, "train.max_steps=5", "train.checkpoint_every=5")
-    run, _ = run_training(config)
+    config = tiny_config(corpus_dir, tmp_path, "train.max_steps=5")
+    run, _ = run_training(config, stop_requested=lambda: True)   # stopped: a finished run is not resumed
     other = write_corpus(tmp_path / "other", seed=1, lines=(50, 5, 5))
     (other / "train.txt").write_text("completely new words here\n" * 50)
     changed = tiny_config(other, tmp_path)

@@ -20,16 +20,19 @@ def _kernels(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import info_cmds, run_cmds, train_cmd
+    from .. import __version__
+    from . import export_cmd, info_cmds, run_cmds, train_cmd
 
     parser = argparse.ArgumentParser(
         prog="rnnreg", description="Regularized recurrent neural networks: train and evaluate language models "
                                    "and sequence tasks (adding, MNIST, GRU-D, Clockwork, seq2seq, CTC), and reproduce the papers' presets.",
         epilog="Start with `rnnreg train` (the quickstart preset on bundled Tiny Shakespeare).")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level (default: warnings only)")
+    parser.add_argument("--version", action="version", version=f"rnnreg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     train_cmd.add_parser(sub)
     run_cmds.add_parsers(sub)
+    export_cmd.add_parser(sub)
     info_cmds.add_parsers(sub)
     kernels = sub.add_parser("kernels", help="build (once) and check the fast stepwise C++ kernel")
     kernels.set_defaults(func=_kernels)
@@ -43,10 +46,11 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
     from ..runs.metrics import MetricsFormatError
     from ..runs.plots import RunPlotError
     from ..training.loop import TrainingError
+    from ..training.preflight import PreflightError
     from ..runs.trained import DataMismatch
 
     return (UsageError, ConfigError, DataError, CheckpointError, TrainingError, DataMismatch,
-            MetricsFormatError, RunPlotError)
+            MetricsFormatError, RunPlotError, PreflightError)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

@@ -11,14 +11,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("presets", help="list the shipped presets, or show one as TOML",
                        description="`rnnreg presets` lists them; `rnnreg presets show NAME` prints the "
                                    "resolved configuration (inheritance applied) as TOML.")
-    p.add_argument("action", nargs="?", choices=("list", "show"), default="list")
-    p.add_argument("name", nargs="?")
+    p.add_argument("action", nargs="?", choices=("list", "show"), default="list",
+                   help="list the presets, or show one (default: %(default)s)")
+    p.add_argument("name", nargs="?", help="the preset to show (with `show`; default: none)")
     p.set_defaults(func=presets)
 
-    p = sub.add_parser("report", help="table of finished runs beside the papers' numbers",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("root", nargs="?", default="runs", help="a folder of runs, or one run")
-    p.add_argument("--markdown", action="store_true", help="a Markdown table")
+    p = sub.add_parser("report", help="table of finished runs beside the papers' numbers")
+    p.add_argument("root", nargs="?", default="runs", help="a folder of runs, or one run (default: %(default)s)")
+    p.add_argument("--markdown", action="store_true", help="a Markdown table (default: a plain-text table)")
     p.set_defaults(func=report)
 
 
@@ -40,8 +40,12 @@ def presets(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
-    from ..runs.report import collect_runs, format_report
+    from ..runs.report import NoRunsFolder, collect_runs, format_report
+    from .common import UsageError
 
-    rows = collect_runs(args.root)
+    try:
+        rows = collect_runs(args.root)
+    except NoRunsFolder as err:
+        raise UsageError(str(err)) from None
     say(format_report(rows, markdown=args.markdown))
     return 0

@@ -9,34 +9,43 @@ from .common import say
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-    p = sub.add_parser("eval", help="evaluate a trained run on its validation or test split", formatter_class=fmt,
+    # Each help text states its default in words: argparse's ArgumentDefaultsHelpFormatter prints
+    # "(default: None)" for options whose default is decided later, which tells the user nothing.
+    p = sub.add_parser("eval", help="evaluate a trained run on its validation or test split",
                        description="Evaluate RUN's best (or last) weights. Settings can be overridden, "
                                    "e.g. data.path=/data/ptb (a language model's vocabulary must match), "
                                    "or task.beam_size=8 to decode a seq2seq or CTC run by beam search.")
-    p.add_argument("run", metavar="RUN")
-    p.add_argument("overrides", nargs="*", metavar="section.key=value")
-    p.add_argument("--split", choices=("valid", "test"), default="test")
-    p.add_argument("--batch-size", type=int, help="default: data.test_batch_size / data.eval_batch_size")
-    p.add_argument("--mc-samples", type=int, default=0, help="MC-dropout evaluation with this many samples")
-    p.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    p.add_argument("run", metavar="RUN", help="a run directory, e.g. runs/quickstart")
+    p.add_argument("overrides", nargs="*", metavar="section.key=value", help="settings to change (default: none)")
+    p.add_argument("--split", choices=("valid", "test"), default="test", help="split to score (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, help="batch size (default: the run's data.test_batch_size for "
+                                                  "test, data.eval_batch_size for valid)")
+    p.add_argument("--mc-samples", type=int, default=0,
+                   help="MC-dropout evaluation with this many samples (default: %(default)s, no MC dropout)")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                   help="best validation weights or the last checkpoint (default: %(default)s)")
     p.set_defaults(func=evaluate_run)
 
-    p = sub.add_parser("generate", help="sample text from a trained run", formatter_class=fmt)
-    p.add_argument("run", metavar="RUN")
-    p.add_argument("--length", type=int, default=500, help="tokens to sample")
-    p.add_argument("--temperature", type=float, default=0.8)
-    p.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0: all)")
-    p.add_argument("--prime", default="", help="text to start from")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    p = sub.add_parser("generate", help="sample text from a trained run")
+    p.add_argument("run", metavar="RUN", help="a language model's run directory, e.g. runs/quickstart")
+    p.add_argument("--length", type=int, default=500, help="tokens to sample (default: %(default)s)")
+    p.add_argument("--temperature", type=float, default=0.8,
+                   help="softmax temperature, lower is more conservative (default: %(default)s)")
+    p.add_argument("--top-k", type=int, default=0,
+                   help="sample among the k most likely tokens (default: %(default)s, all tokens)")
+    p.add_argument("--prime", default="", help="text to start from (default: none)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="random seed for a repeatable sample (default: none, a different sample each time)")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                   help="best validation weights or the last checkpoint (default: %(default)s)")
     p.set_defaults(func=generate_text)
 
-    p = sub.add_parser("plot", help="PNG learning curves and hidden-norm trajectories of a run", formatter_class=fmt)
-    p.add_argument("run", metavar="RUN")
-    p.add_argument("--out", help="output folder (default RUN/plots)")
+    p = sub.add_parser("plot", help="PNG learning curves and hidden-norm trajectories of a run")
+    p.add_argument("run", metavar="RUN", help="a run directory, e.g. runs/quickstart")
+    p.add_argument("--out", help="output folder (default: RUN/plots)")
     p.add_argument("--norm-steps", type=int, default=1000,
-                   help="time steps of validation text for the hidden-norm plot (0: skip it)")
+                   help="time steps of validation text for the hidden-norm plot, 0 to skip it "
+                        "(default: %(default)s)")
     p.set_defaults(func=plot_run_cmd)
 
 

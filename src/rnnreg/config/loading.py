@@ -19,7 +19,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
-from .kinds import shown
+from ..layers.options import OPTIONS, SINGLE_CELL_TASKS
+from .kinds import applies, shown
 from .schema import Config, ConfigError
 
 PRESET_PACKAGE = "rnnreg.presets"
@@ -178,13 +179,25 @@ def preset_text(name: str) -> str:
     return resources.files(PRESET_PACKAGE).joinpath(f"{name}.toml").read_text(encoding="utf-8")
 
 
-def _read_table(source: str, seen: tuple[str, ...] = ()) -> dict:
-    """A preset name or a TOML file, with ``base = "preset"`` resolved recursively."""
+def _read_text(path: Path) -> str:
+    """A config file's text; an unreadable or non-text file is a ConfigError, not a traceback."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path} is not a UTF-8 text file (byte {err.start}: {err.reason}); "
+                          "a config is TOML text") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read {path}: {err.strerror or err}") from None
+
+
+def _read_chain(source: str, seen: tuple[str, ...] = ()) -> tuple[dict, bool]:
+    """A preset name or a TOML file, with ``base = "preset"`` resolved recursively; and whether
+    the chain ends in a shipped preset (False: in a user file that names no base)."""
     path = Path(source)
     if source.endswith(".toml"):
         if not path.is_file():
             raise ConfigError(f"config file {source} does not exist")
-        text, label = path.read_text(encoding="utf-8"), str(path)
+        text, label = _read_text(path), str(path)
     else:
         text, label = preset_text(source), source
     try:
@@ -194,17 +207,49 @@ def _read_table(source: str, seen: tuple[str, ...] = ()) -> dict:
     _refuse_renamed(table, label)
     base = table.pop("base", None)
     if base is None:
-        return table
+        return table, not source.endswith(".toml")
     if base in seen:
         raise ConfigError(f"preset inheritance loops through {base!r}")
-    return _merge(_read_table(base, seen + (label,)), table)
+    parent, rooted = _read_chain(base, seen + (label,))
+    return _merge(parent, table), rooted
+
+
+# A file without ``base`` starts from the quickstart's model, optimizer and budget (the schema's
+# own defaults are AWD-LSTM's 3 x 1150 with no time limit: hours per epoch on a CPU), less what
+# describes the quickstart itself rather than its model: its description, dataset, metric and
+# the sample's prime ("ROMEO:").
+DEFAULT_BASE = "quickstart"
+_NOT_INHERITED = ("expect", "data.dataset", "train.sample_prime")
+
+
+def _default_base(table: dict, overrides: Sequence[str]) -> dict:
+    """DEFAULT_BASE's settings that apply to the task kind and cell ``table`` and ``overrides``
+    ask for (an adding-problem file gets the quickstart's model and budget, not its BPTT
+    windows; a Clockwork RNN not the LSTM's weight drop, and one layer)."""
+    asked = apply_overrides(table, overrides)
+    task, model = asked.get("task"), asked.get("model")
+    kind = task.get("kind", "lm") if isinstance(task, dict) else "lm"
+    base = {section: {k: v for k, v in values.items() if f"{section}.{k}" not in _NOT_INHERITED
+                      and applies(f"{section}.{k}", str(kind))}
+            for section, values in _read_chain(DEFAULT_BASE)[0].items()
+            if section not in _NOT_INHERITED and isinstance(values, dict)}   # not the description
+    cell = str(model.get("cell", base["model"]["cell"]) if isinstance(model, dict) else base["model"]["cell"])
+    base["model"] = {k: v for k, v in base["model"].items() if k not in OPTIONS or cell in OPTIONS[k].cells}
+    if cell in SINGLE_CELL_TASKS:
+        base["model"]["num_layers"] = 1
+    return base
 
 
 def load_config(source: str | None = None, overrides: Sequence[str] = ()) -> Config:
     """The config named by ``source`` (preset name, or a ``.toml`` file; None: ``quickstart``),
-    with ``section.key=value`` overrides applied. A preset's ``name`` defaults to its file name."""
+    with ``section.key=value`` overrides applied. A preset's ``name`` defaults to its file name.
+    A file that names no ``base`` starts from the quickstart's model and budget
+    (:data:`DEFAULT_BASE`), not from the schema's AWD-sized defaults."""
     source = source or "quickstart"
-    table = _read_table(source)
+    table, rooted = _read_chain(source)
+    if not rooted:
+        logger.info("%s names no base: starting from the %s preset's model and budget", source, DEFAULT_BASE)
+        table = _merge(_default_base(table, overrides), table)
     table.setdefault("name", Path(source).stem if source.endswith(".toml") else source)
     return config_from_dict(apply_overrides(table, overrides))
 

@@ -8,8 +8,11 @@ never see it, they take flat named arguments. Field names follow the layers' nam
 
 from __future__ import annotations
 
+import difflib
+import math
 from dataclasses import dataclass, field, fields
 
+from ..data.registry import DATASET_NAMES
 from ..layers.options import CELLS, OPTIONS, SINGLE_CELL_TASKS, STACK_CELLS, refusals
 from .kinds import misapplied
 
@@ -59,6 +62,15 @@ class DataConfig:
         _require(0.0 <= self.bptt_p <= 1.0, f"data.bptt_p must be in [0, 1], got {self.bptt_p}")
         _require(self.bptt_std >= 0.0 and self.max_bptt_delta >= 0,
                  "data.bptt_std and data.max_bptt_delta must be >= 0")
+        # data.path says where a named dataset's files are; a folder named as data.dataset is
+        # itself the data, so a path beside it would say it twice (which one is read?): refused.
+        names = (*DATASET_NAMES, "timit")
+        if self.path is not None and self.dataset not in names:
+            close = difflib.get_close_matches(self.dataset, names, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"data.path is for a named dataset's files ({', '.join(names)}), but data.dataset = "
+                              f"{self.dataset!r} is not one{hint}; a folder of your own is data.dataset=FOLDER "
+                              "alone, without data.path")
 
 
 @dataclass(frozen=True)
@@ -175,6 +187,9 @@ class PenaltyConfig:
                  "penalties.norm_stabilizer_cost = 'target' needs penalties.norm_stabilizer_target")
 
 
+MAX_LR = 1e30                          # optim.lr's bound (OptimConfig says why)
+
+
 @dataclass(frozen=True)
 class OptimConfig:
     optimizer: str = "nt_asgd"         # sgd | adam | rmsprop | asgd | nt_asgd
@@ -197,6 +212,10 @@ class OptimConfig:
         _choice("optim.trigger_rule", self.trigger_rule, ("code", "paper"))
         _choice("optim.schedule", self.schedule, ("none", "zaremba", "plateau"))
         _require(self.lr > 0.0, f"optim.lr must be > 0, got {self.lr}")
+        # The optimizers hand lr (Adam: lr / (1 - beta1), the LM loop: times window / bptt) to
+        # float32 kernels, which overflow near 3.4e38; 1e30 leaves room for both.
+        _require(math.isfinite(self.lr) and self.lr <= MAX_LR,
+                 f"optim.lr must be at most {MAX_LR:g} (a larger step overflows float32), got {self.lr}")
         for name in ("momentum", "weight_decay", "clip", "decay_start_epoch", "plateau_patience"):
             _require(getattr(self, name) >= 0, f"optim.{name} must be >= 0, got {getattr(self, name)}")
         _require(0.0 < self.decay_factor <= 1.0, f"optim.decay_factor must be in (0, 1], got {self.decay_factor}")
@@ -220,6 +239,7 @@ class TrainConfig:
     nan_policy: str = "recover"        # recover (restore last good state, lower lr) | stop
     nan_lr_factor: float = 0.5
     max_nan_recoveries: int = 3
+    divergence_factor: float = 100.0   # a loss above this x the first step's counts as non-finite (0: off)
     mc_samples: int = 0                # also report MC-dropout validation with this many samples
     finetune_epochs: int = 0           # AWD-LSTM's finetune stage (averaging from the start)
     sample_length: int = 300
@@ -236,6 +256,9 @@ class TrainConfig:
                      "max_nan_recoveries", "mc_samples", "finetune_epochs", "sample_length"):
             _require(getattr(self, name) >= 0, f"train.{name} must be >= 0, got {getattr(self, name)}")
         _require(0.0 < self.nan_lr_factor < 1.0, f"train.nan_lr_factor must be in (0, 1), got {self.nan_lr_factor}")
+        # At or below 1 an ordinary noisy step would count as diverged.
+        _require(self.divergence_factor == 0 or self.divergence_factor > 1,
+                 f"train.divergence_factor must be 0 (off) or > 1, got {self.divergence_factor}")
         _require(self.sample_temperature > 0.0, "train.sample_temperature must be > 0")
         _require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
                  f"train.device must be auto, cpu, cuda or cuda:N; got {self.device!r}")

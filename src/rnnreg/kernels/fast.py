@@ -2,7 +2,8 @@
 
 The kernel (``csrc/``: ``lstm.cpp``, ``gru.cpp``, ``rnn.cpp``, ``masks.cpp`` and their shared
 headers) is compiled by ``torch.utils.cpp_extension.load`` on first use and cached in torch's
-extension directory (``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``).
+extension directory (``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``), in a folder
+of its own per environment (:func:`build_directory`).
 ``fast_available()`` reports whether that worked; when it did not, callers use the reference
 recurrences instead.
 
@@ -14,7 +15,11 @@ CPU float32 / float64 only; other devices raise, and the caller falls back to th
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import re
+import sys
 import threading
 from pathlib import Path
 
@@ -22,7 +27,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-__all__ = ["fast_available", "lstm_fast", "gru_fast", "rnn_fast"]
+__all__ = ["build_directory", "fast_available", "lstm_fast", "gru_fast", "rnn_fast"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +42,39 @@ _X, _H0, _C0, _WIH, _WHH, _BIH, _BHH, _PEEP = 1, 2, 4, 8, 16, 32, 64, 128
 _ACTIVATIONS = {"tanh": 0, "relu": 1, "trec": 2}
 
 
+def build_directory(root: str | os.PathLike | None = None, *, prefix: str | None = None,
+                    torch_version: str | None = None, python_tag: str | None = None) -> Path:
+    """Where this environment builds the extension: ``root`` (default ``TORCH_EXTENSIONS_DIR``, else
+    torch's ``~/.cache/torch_extensions``) / ``rnnreg_stepwise`` / a key of the torch version, the
+    Python version and ABI, and a hash of the interpreter prefix.
+
+    Why a key: torch's own folder is shared by every virtualenv of a Python version, so two
+    environments (or two torch versions) rewrote each other's ``build.ninja`` and each start
+    rebuilt the extension (17-21 s instead of 0.1 s). Keyed, each environment builds once.
+    The arguments other than ``root`` exist for tests; they default to this interpreter's."""
+    if root is None:
+        root = os.environ.get("TORCH_EXTENSIONS_DIR")
+    if root is None:
+        from torch.utils.cpp_extension import get_default_build_root
+
+        root = get_default_build_root()
+    prefix = os.path.realpath(sys.prefix if prefix is None else prefix)
+    torch_version = torch.__version__ if torch_version is None else torch_version
+    if python_tag is None:
+        python_tag = f"cp{sys.version_info.major}{sys.version_info.minor}{getattr(sys, 'abiflags', '')}"
+    digest = hashlib.sha256(prefix.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    key = re.sub(r"[^A-Za-z0-9._-]", "_", f"torch{torch_version}-{python_tag}-{digest}")
+    return Path(root) / _EXT_NAME / key
+
+
 def _build() -> None:
     from torch.utils.cpp_extension import load
 
+    where = build_directory()
+    where.mkdir(parents=True, exist_ok=True)   # torch creates only its default folder itself
     load(
         name=_EXT_NAME,
+        build_directory=str(where),
         sources=sorted(str(p) for p in _CSRC.glob("*.cpp")),  # sorted: a stable build order
         # -fno-trapping-math lets the compiler if-convert (and so vectorize) the pointwise loops;
         # no -march=native: the build cache may be shared between machines (AVX2 is picked at

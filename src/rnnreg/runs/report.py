@@ -25,6 +25,10 @@ _HEADER = ("run", "preset", "metric", "ours valid", "ours test", "paper valid", 
 _TEXT_COLUMNS = frozenset({0, 1, 2, 9, 11})  # left-aligned; the rest are numbers
 
 
+class NoRunsFolder(ValueError):
+    """The folder to report on is missing or is not a folder."""
+
+
 @dataclass(frozen=True)
 class RunRow:
     """One run's results and references; ``note`` is set (and the numbers absent) if skipped."""
@@ -89,8 +93,11 @@ def collect_runs(root: str | os.PathLike) -> list[RunRow]:
     missing. Sorted by directory name.
     """
     root = Path(root)
+    if not root.exists():
+        raise NoRunsFolder(f"no folder {str(root)!r}: the report reads the runs `rnnreg train` writes there "
+                           "(none yet?); name the folder of your runs: rnnreg report DIR")
     if not root.is_dir():
-        raise ValueError(f"root must be a directory, got {str(root)!r}")
+        raise NoRunsFolder(f"{str(root)!r} is a file; the report reads a folder of runs, or one run's folder")
     dirs = [root] + sorted(d for d in root.iterdir() if d.is_dir())
     return [_read_run(d) for d in dirs if any((d / f).exists() for f in _RUN_FILES)]
 

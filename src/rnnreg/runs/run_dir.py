@@ -7,6 +7,7 @@
     runs/<name>/best.pt         the weights with the best validation loss
     runs/<name>/sample.txt      text generated at the end of training
     runs/<name>/plots/          ``rnnreg plot`` output
+    runs/<name>/.lock           held by the one process training the run (rnnreg.runs.lock)
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic_text import write_text_atomic
-from ..config import Config, ConfigError, config_from_dict, dump_config
+from ..config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict, dump_config
+
+# What ``--resume`` may change: budgets, how often and where outputs go, where the data lives and
+# what runs it. Anything else would continue the checkpoint under a config.toml that no longer
+# says how its weights were trained.
+RESUME_SETTINGS = ("train.epochs", "train.max_steps", "train.max_minutes", "train.finetune_epochs",
+                   "train.log_every", "train.eval_every", "train.checkpoint_every", "train.tensorboard",
+                   "train.threads", "train.device", "data.path", "data.cache_dir")
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,54 @@ class RunDir:
         if not self.summary.is_file():
             return None
         return json.loads(self.summary.read_text(encoding="utf-8"))
+
+    def finished_summary(self) -> dict | None:
+        """The summary of a run that has finished (final evaluation done), else None. The summary
+        is written last and atomically, so "finished" here means every final record is on disk."""
+        try:
+            summary = self.read_summary()
+        except ValueError:                              # not JSON: not a finished run's summary
+            return None
+        return summary if isinstance(summary, dict) and summary.get("status") == "finished" else None
+
+    def resume_config(self, overrides: list[str]) -> Config:
+        """The stored config with ``overrides`` applied, where each changes only a setting of
+        ``RESUME_SETTINGS`` (a ConfigError naming the others)."""
+        config = self.read_config()
+        if not overrides:
+            return config
+        old = _flat(config_to_dict(config))
+        new_config = config_from_dict(apply_overrides(config_to_dict(config), overrides))
+        new = _flat(config_to_dict(new_config))
+        refused = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUME_SETTINGS)
+        if refused:
+            raise ConfigError(f"--resume can change only budgets and outputs ({', '.join(RESUME_SETTINGS)}), "
+                              f"not {', '.join(refused)}; start a new run for that")
+        return new_config
+
+    def rewind_metrics(self, records: int) -> int:
+        """Keep the first ``records`` lines of metrics.jsonl, what was logged up to the checkpoint a
+        run resumes from (a partial last line goes too). Returns how many lines were dropped;
+        the file is rewritten, atomically, only when there is something to drop."""
+        if not self.metrics.exists():
+            return 0
+        lines = self.metrics.read_bytes().splitlines(keepends=True)
+        kept = [line for line in lines[:records] if line.endswith(b"\n")]
+        if len(kept) == len(lines):
+            return 0
+        write_text_atomic(self.metrics, b"".join(kept).decode("utf-8"))
+        return len(lines) - len(kept)
+
+
+def _flat(table: dict, prefix: str = "") -> dict:
+    """``{"train": {"epochs": 2}}`` -> ``{"train.epochs": 2}``."""
+    out = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
 
 
 def new_run_dir(out_dir: str | Path, name: str) -> RunDir:

@@ -22,7 +22,12 @@ def finish_run(config: Config, run: RunDir, task: Task, model: nn.Module, state:
                dist: Distributed, device: torch.device, record: Callable[[dict], None]) -> dict:
     """Evaluate best.pt on the test split (``data.test_batch_size`` for a language model, 1 for
     AWD-LSTM; ``data.eval_batch_size`` for the other tasks), write ``sample.txt`` and
-    ``summary.json``; return the summary. A stopped or failed run only records where it stood."""
+    ``summary.json``; return the summary. A stopped or failed run only records where it stood.
+
+    The summary is written last, atomically: a "finished" one means the test record and the
+    sample are on disk. A run killed before that resumes from its last checkpoint (``done``),
+    which drops a test record already written (``TrainingState.records``) and runs this again,
+    so the final records appear once."""
     summary: dict[str, Any] = {
         "name": config.name, "task": config.task.kind, "description": task.describe(), "metric": task.metric,
         "higher_is_better": task.higher_is_better, "status": status,

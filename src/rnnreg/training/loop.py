@@ -26,7 +26,8 @@ from ..config import Config, config_to_dict
 from ..optim import NTASGD, EarlyStopping, averaged_parameters
 from ..runs import RunDir
 from ..runs.checkpoint import load_checkpoint, save_checkpoint
-from ..runs.metrics import MetricsLog, TensorBoardSink, truncate_after
+from ..runs.portable import save_portable
+from ..runs.metrics import MetricsLog, TensorBoardSink, read_metrics, truncate_after
 from ..tasks.base import ModelSpec, Task
 from ..tasks.build import build_model, build_task
 from .distributed import Distributed
@@ -52,6 +53,11 @@ def train(config: Config, run: RunDir, *, resume: bool = False, task: Task | Non
     caller has it. ``stop_requested`` is polled after every step (the CLI sets it on SIGINT /
     SIGTERM): the run then checkpoints and returns, status "stopped"."""
     observer = observer or NullObserver()
+    finished = run.finished_summary() if resume else None
+    if finished is not None:
+        # Resuming is idempotent: a finished run has nothing left to do, and is left as it is.
+        log.info("%s is already finished; nothing to resume", run.path)
+        return finished
     dist = Distributed.from_env()
     device = dist.device(config.train.device)
     dist.start(device)
@@ -87,12 +93,19 @@ def train(config: Config, run: RunDir, *, resume: bool = False, task: Task | Non
         restore_rng(ckpt["ranks"][dist.rank]["rng"])
         state, carry = TrainingState.from_dict(ckpt["state"]), ckpt["ranks"][dist.rank]["carry"]
         if dist.is_main:
-            truncate_after(run.metrics, state.step)
+            # The log as it stood at the checkpoint: what came after (even at the same step, such
+            # as the final test record of a run killed while drawing its sample) is logged again.
+            if state.records is None:                   # a checkpoint from before records were counted
+                truncate_after(run.metrics, state.step)
+                state.records = len(read_metrics(run.metrics)) if run.metrics.exists() else 0
+            else:
+                run.rewind_metrics(state.records)
     metrics = MetricsLog(run.metrics, enabled=dist.is_main)
     board = TensorBoardSink(run.tensorboard) if config.train.tensorboard and dist.is_main else None
 
     def record(entry: dict) -> None:
         metrics.log(entry)
+        state.records += 1
         if board is not None:
             board.write(entry)
 
@@ -110,7 +123,10 @@ def train(config: Config, run: RunDir, *, resume: bool = False, task: Task | Non
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(), "task": task.state_dict(),
                 "early_stopping": stopper.state_dict() if stopper else None,
-                "state": state.as_dict(), "ranks": ranks})
+                "state": state.as_dict(), "ranks": ranks,
+                # A checkpoint right after a validation is its own rollback point.
+                "rollback": None if good_step == state.step else
+                {"model": good.model, "optimizer": good.optimizer, "step": good_step}})
 
     def validate() -> float:
         """Score the averaged weights; the best by the task's metric become best.pt. Returns the
@@ -120,9 +136,11 @@ def train(config: Config, run: RunDir, *, resume: bool = False, task: Task | Non
             if task.better(scores[task.metric], state.best_metric):
                 state.best_metric, state.best_step = scores[task.metric], state.step
                 if dist.is_main:
-                    save_checkpoint(run.best, {"format": "rnnreg-weights", "config": config_to_dict(config),
-                                               "spec": spec.as_dict(), "model": model.state_dict(),
-                                               "step": state.step, "scores": scores})
+                    weights = {"format": "rnnreg-weights", "config": config_to_dict(config),
+                               "spec": spec.as_dict(), "model": model.state_dict(),
+                               "step": state.step, "scores": scores}
+                    save_checkpoint(run.best, weights)
+                    save_portable(run.best, weights)       # best.safetensors + best.json, no rnnreg needed
         model.train()
         state.validations += 1
         entry = {"kind": "eval", "step": state.step, "epoch": state.epoch, "split": "valid", **scores,
@@ -133,9 +151,17 @@ def train(config: Config, run: RunDir, *, resume: bool = False, task: Task | Non
 
     observer.on_start({"run": str(run.path), "params": sum(p.numel() for p in model.parameters()),
                        "task": task.describe(), "epoch_size": epoch_size, "unit": task.unit,
+                       # one position (a row of batched text, or a batch) holds this many units
+                       # over all ranks: data.batch_size is the global batch for every task
+                       "batch_size": config.data.batch_size,
                        "device": str(device), "world_size": dist.world_size, "metric": task.metric,
                        "resumed_at_step": state.step})
-    good = Snapshot.take(model, optimizer)            # what a NaN rolls back to
+    # What a NaN or a divergence rolls back to: the last validated weights. A checkpoint taken
+    # elsewhere (a stop, checkpoint_every) carries them, so a resumed run rolls back to the same.
+    if resume and ckpt.get("rollback") is not None:
+        good, good_step = Snapshot(ckpt["rollback"]["model"], ckpt["rollback"]["optimizer"]), ckpt["rollback"]["step"]
+    else:
+        good, good_step = Snapshot.take(model, optimizer), state.step
     status, budget_spent = "finished", False
     model.train()
     while not state.done:
@@ -157,12 +183,21 @@ def train(config: Config, run: RunDir, *, resume: bool = False, task: Task | Non
             loss.backward()
             params = [p for p in model.parameters() if p.grad is not None]
             grad_norm = torch.nn.utils.clip_grad_norm_(params, config.optim.clip if config.optim.clip else math.inf)
-            # A NaN or inf anywhere: roll back to the last good validation and lower the lr, or stop.
-            if dist.any(not (math.isfinite(loss.item()) and math.isfinite(grad_norm.item()))):
+            main_value = main.item()
+            fields = task.step_fields(batch, main_value)
+            if state.start_loss is None:                # the first step: what divergence is measured against
+                first = dist.sum(main_value)[0] / dist.world_size
+                state.start_loss = first if math.isfinite(first) else None
+            # A NaN or inf anywhere, or a loss that diverged while staying finite: roll back to the
+            # last good validation and lower the lr, or stop.
+            problem = _problem(loss.item(), grad_norm.item(), main_value, fields, state.start_loss,
+                               config.train.divergence_factor)
+            if dist.any(problem is not None):
                 for g, lr in zip(optimizer.param_groups, base_lrs):
                     g["lr"] = lr
+                problem = problem or "a diverged or non-finite loss on another process"
                 if config.train.nan_policy == "stop" or state.nan_recoveries >= config.train.max_nan_recoveries:
-                    event(f"non-finite loss at step {state.step + 1}: stopping (train.nan_policy="
+                    event(f"{problem} at step {state.step + 1}: stopping (train.nan_policy="
                           f"{config.train.nan_policy}, {state.nan_recoveries} recoveries so far)")
                     status, state.done = "failed", True
                     break
@@ -172,7 +207,7 @@ def train(config: Config, run: RunDir, *, resume: bool = False, task: Task | Non
                 for g in optimizer.param_groups:
                     g["lr"] *= factor
                 carry = None
-                event(f"non-finite loss at step {state.step + 1}: restored the last good weights, "
+                event(f"{problem} at step {state.step + 1}: restored the last good weights, "
                       f"lr x{factor:g}, skipped this batch")
                 continue
             optimizer.step()
@@ -180,7 +215,7 @@ def train(config: Config, run: RunDir, *, resume: bool = False, task: Task | Non
                 g["lr"] = lr
             # Bookkeeping: the carried state, where the epoch stands, the clock, the log.
             carry, state.step, state.position = next_carry, state.step + 1, position
-            count, main_value = task.count(batch), main.item()
+            count = task.count(batch)
             state.epoch_loss += main_value * count
             state.epoch_count += count
             now = time.perf_counter()
@@ -189,7 +224,7 @@ def train(config: Config, run: RunDir, *, resume: bool = False, task: Task | Non
             clock = now
             if state.step % config.train.log_every == 0 or state.step == 1:
                 record({"kind": "step", "step": state.step, "epoch": state.epoch, "lr": base_lrs[0],
-                        "loss": main_value, **task.step_fields(batch, main_value), "penalties": terms.record(),
+                        "loss": main_value, **fields, "penalties": terms.record(),
                         "grad_norm": grad_norm.item(), "time": state.elapsed, f"{task.unit}_per_s": rate})
             observer.on_step(state.step, state.position, main_value, rate)
             # Budgets, periodic validations and checkpoints, stop requests: decided together by
@@ -199,7 +234,7 @@ def train(config: Config, run: RunDir, *, resume: bool = False, task: Task | Non
             out_of_budget = dist.any(bool(out_of_budget))  # ranks' clocks differ; all stop at once
             if config.train.eval_every and state.step % config.train.eval_every == 0 and not out_of_budget:
                 validate()
-                good = Snapshot.take(model, optimizer)
+                good, good_step = Snapshot.take(model, optimizer), state.step
                 checkpoint()
             elif config.train.checkpoint_every and state.step % config.train.checkpoint_every == 0:
                 checkpoint()
@@ -217,7 +252,7 @@ def train(config: Config, run: RunDir, *, resume: bool = False, task: Task | Non
             break
         # End of an epoch (or of the budget): validate, let the schedules react, checkpoint.
         val_loss = validate()
-        good = Snapshot.take(model, optimizer)
+        good, good_step = Snapshot.take(model, optimizer), state.step
         train_loss = state.epoch_loss / max(state.epoch_count, 1)
         record({"kind": "epoch", "epoch": state.epoch, "step": state.step, "train_loss": train_loss,
                 "valid_loss": val_loss, "lr": optimizer.param_groups[0]["lr"], "time": state.elapsed})
@@ -239,6 +274,7 @@ def train(config: Config, run: RunDir, *, resume: bool = False, task: Task | Non
             model.load_state_dict(load_checkpoint(run.best, map_location=device)["model"])
             optimizer, schedule = finetune_optimizer(config.optim, model.parameters())
             state.stage, state.stage_epoch, state.done = "finetune", 0, False
+            good, good_step = Snapshot.take(model, optimizer), state.step  # the old one is of another optimizer
             event("finetune stage: restarted from the best weights with averaging on")
         state.next_epoch()
         carry = None                                    # each epoch starts from a zero state (AWD-LSTM)
@@ -259,6 +295,21 @@ def _penalties(config: Config, out, model: torch.nn.Module, like: torch.Tensor, 
                              incoming=incoming)
     except PenaltyError as err:
         raise TrainingError(str(err)) from None
+
+
+def _problem(loss: float, grad_norm: float, main: float, fields: dict, start: float | None,
+             factor: float) -> str | None:
+    """Why this step must not be taken, or None. Adam at lr 1e30 keeps its loss finite (valid bpc
+    3.9e+32) and used to "finish": a loss ``factor`` times the first step's, or one whose metric
+    overflows (a perplexity past exp(709)), counts like a NaN."""
+    if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+        return "non-finite loss"
+    if factor and start is not None and start > 0 and main > factor * start:
+        return f"diverged loss {main:.4g} (over train.divergence_factor={factor:g} x the first step's {start:.4g})"
+    overflowed = [k for k, v in fields.items() if isinstance(v, float) and math.isinf(v)]
+    if factor and overflowed:
+        return f"diverged loss {main:.4g} ({overflowed[0]} overflows)"
+    return None
 
 
 def _check_resumable(ckpt: dict, spec: ModelSpec, dist: Distributed) -> None:
