@@ -49,3 +49,18 @@ class SignOfSumTask(SequenceTask):
             right += (out.prediction.argmax(-1) == batch["y"]).sum().item()
             n += batch["y"].numel()
         return {"loss": total / n, "accuracy": 100.0 * right / n}
+
+
+def trained_adding_run(out, steps: int = 2):
+    """A finished adding-problem run of ``steps`` steps in ``out``: a sequence-task run to read back."""
+    from rnnreg.config import load_config
+    from rnnreg.runs.run_dir import new_run_dir
+    from rnnreg.training import train
+
+    config = load_config("adding-quick", [f"train.out_dir={out}", f"train.max_steps={steps}", "task.seq_len=6",
+                                          "task.train_size=8", "task.valid_size=4", "task.test_size=4",
+                                          "data.batch_size=4", "model.hidden_size=4"])
+    run = new_run_dir(out, config.name)
+    run.write_config(config)
+    train(config, run)
+    return run

@@ -27,6 +27,7 @@ from rnnreg.tasks.build import build_model, build_task
 from rnnreg.training.loop import train
 
 from lm_fixtures import tiny_config, write_corpus
+from task_fixtures import trained_adding_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -147,12 +148,7 @@ def test_a_refused_part_is_named_and_the_rest_still_written(tmp_path, capsys):
 
 
 def test_a_model_with_nothing_to_export_is_one_line_and_writes_nothing(tmp_path, capsys):
-    config = load_config("adding-quick", [f"train.out_dir={tmp_path}", "train.max_steps=1", "task.seq_len=6",
-                                          "task.train_size=8", "task.valid_size=4", "task.test_size=4",
-                                          "data.batch_size=4", "model.hidden_size=4"])
-    run = new_run_dir(tmp_path, config.name)
-    run.write_config(config)
-    train(config, run)
+    run = trained_adding_run(tmp_path, steps=1)
     capsys.readouterr()
     assert main(["export", str(run.path), "--out", str(tmp_path / "exported")]) == 2
     err = capsys.readouterr().err
@@ -172,9 +168,10 @@ def test_bad_export_arguments_are_one_line(exported, tmp_path, capsys, argv, mes
     assert err.count("\n") == 1 and message in err
 
 
-def _readme_example() -> str:
-    section = README.read_text(encoding="utf-8").split("#### Weights outside rnnreg", 1)[1]
-    return re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+def _readme_examples() -> list[str]:
+    """The section's code blocks: the torch.export program, then the torch.nn modules."""
+    section = README.read_text(encoding="utf-8").split("#### Weights outside rnnreg", 1)[1].split("\n### ", 1)[0]
+    return re.findall(r"```python\n(.*?)```", section, flags=re.S)
 
 
 @pytest.mark.slow  # trains a few steps of the quickstart preset, runs a subprocess
@@ -187,12 +184,16 @@ def test_the_readme_example_loads_an_export_without_rnnreg(tmp_path):
     run.write_config(config)
     train(config, run)
     assert main(["export", str(run.path)]) == 0
-    code = ("import sys\nsys.modules['rnnreg'] = None  # importing rnnreg now fails\n" + _readme_example()
-            + "torch.save(logits, 'logits.pt')\n")
-    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    program, modules = _readme_examples()
     trained = load_trained(run)
     vocab = list(trained.spec.vocab)
-    tokens = torch.tensor([[vocab.index(c)] for c in "ROMEO:"])
-    with torch.no_grad():
-        torch.testing.assert_close(torch.load(tmp_path / "logits.pt", weights_only=True), trained.model(tokens).logits)
+    for example, text in ((program, "R"), (modules, "ROMEO:")):
+        code = ("import sys\nsys.modules['rnnreg'] = None  # importing rnnreg now fails\n" + example
+                + "torch.save(logits, 'logits.pt')\n")
+        done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, done.stderr
+        tokens = torch.tensor([[vocab.index(c)] for c in text])
+        with torch.no_grad():
+            torch.testing.assert_close(torch.load(tmp_path / "logits.pt", weights_only=True),
+                                       trained.model(tokens).logits)

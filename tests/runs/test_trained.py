@@ -10,7 +10,7 @@ import struct
 import pytest
 import torch
 
-from rnnreg.config import config_to_dict, load_config
+from rnnreg.config import config_to_dict
 from rnnreg.data import DataError
 from rnnreg.runs.checkpoint import load_checkpoint, save_checkpoint
 from rnnreg.runs.run_dir import new_run_dir
@@ -18,6 +18,7 @@ from rnnreg.runs.trained import DataMismatch, load_trained
 from rnnreg.training.loop import TrainingError, train
 
 from lm_fixtures import tiny_config, write_corpus
+from task_fixtures import trained_adding_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -61,12 +62,7 @@ def test_other_data_is_refused(lm_run, tmp_path):
 
 
 def test_a_task_model_does_not_generate_text(tmp_path):
-    config = load_config("adding-quick", [f"train.out_dir={tmp_path}", "train.max_steps=2", "task.seq_len=6",
-                                          "task.train_size=8", "task.valid_size=4", "task.test_size=4",
-                                          "data.batch_size=4", "model.hidden_size=4"])
-    run = new_run_dir(tmp_path, config.name)
-    run.write_config(config)
-    train(config, run)
+    run = trained_adding_run(tmp_path)
     metric, scores = load_trained(run).evaluate("valid")
     assert metric == "mse" and scores["mse"] >= 0
     with pytest.raises(DataMismatch, match="does not generate text"):
