@@ -82,14 +82,14 @@ def test_plain_report_numbers_and_differences(runs):
     # Differences are ours - paper, computed here from the inputs above.
     assert first.split() == ["b-zaremba", "zaremba-small", "ppl", "121.30", "116.00", "120.70",
                              "114.50", f"{121.3 - 120.7:+.2f}", f"{116.0 - 114.5:+.2f}", "finished",
-                             "13", "Zaremba", "et", "al.", "2014,", "Table", "1", "(non-regularized)"]
+                             "unverified", "13", "Zaremba", "et", "al.", "2014,", "Table", "1", "(non-regularized)"]
     # The second reference line repeats no run numbers; its valid difference is undefined.
     assert second.split()[:4] == ["-", "110.00", "-", f"{116.0 - 110.0:+.2f}"]
     assert "b-zaremba" not in second and "121.30" not in second
     char = _lines_of(report, "a-char")[0].split()
     assert char[:9] == ["a-char", "char-lstm", "bpc", f"{1.3456:.3f}", "-", "1.300", "1.270",
                         f"{1.3456 - 1.3:+.3f}", "-"]
-    assert char[9:11] == ["stopped", "4"]
+    assert char[9:12] == ["stopped", "unverified", "4"]
 
 
 def test_plain_report_is_aligned_and_groups_presets(runs):
@@ -138,7 +138,7 @@ def test_root_that_is_itself_a_run_and_runs_without_references(tmp_path):
     rows = collect_runs(tmp_path / "solo")
     assert [r.run for r in rows] == ["solo"]
     line = format_report(rows).splitlines()[2].split()
-    assert line == ["solo", "custom", "ppl", "99.50", "95.00", "-", "-", "-", "-", "finished", "13", "-"]
+    assert line == ["solo", "custom", "ppl", "99.50", "95.00", "-", "-", "-", "-", "finished", "unverified", "13", "-"]
 
 
 def test_empty_root_and_argument_errors(tmp_path):
@@ -164,3 +164,61 @@ def test_task_metrics_keep_their_significant_digits(tmp_path):
     text = format_report(rows)
     assert "0.000126" in text and "0.000112" in text
     assert "56.99" in text and "95.90" in text and "-38.91" in text
+
+
+def _provenance(diff=None, stopped_by=None, epochs=13, full=True, preset="zaremba-small"):
+    return {"preset": preset, "config_diff": {} if diff is None else diff, "stopped_by": stopped_by,
+            "epochs": epochs, "preset_epochs": 13, "full_schedule": full}
+
+
+def test_only_a_reproduction_stands_beside_the_paper(tmp_path):
+    """Reproduction: the preset's config for its full schedule. Modified (changed keys named) and
+    partial (cut short) runs keep the paper's numbers but no differences; old summaries without
+    provenance are unverified."""
+    def summary(provenance, status="finished", epochs=13):
+        return {**_summary("zaremba-small", "ppl", 121.3, 116.0, status, epochs),
+                **({"provenance": provenance} if provenance is not None else {})}
+
+    _run(tmp_path, "1-repro", ZAREMBA, summary(_provenance()))
+    _run(tmp_path, "2-modified", ZAREMBA, summary(_provenance(
+        {"model.hidden_size": "200 -> 24", "train.max_steps": "0 -> 8"}, "max_steps", 1, False), epochs=1))
+    _run(tmp_path, "3-partial", ZAREMBA, summary(_provenance(stopped_by="max_minutes", epochs=4, full=False),
+                                                 epochs=4))
+    _run(tmp_path, "4-stopped", ZAREMBA, summary(_provenance(stopped_by="signal", epochs=2, full=False),
+                                                 "stopped", 2))
+    _run(tmp_path, "5-old", ZAREMBA, summary(None))
+    rows = {r.run: r for r in collect_runs(tmp_path)}
+    assert rows["1-repro"].verdict == "reproduction"
+    assert rows["2-modified"].verdict == "modified: model.hidden_size, train.max_steps; partial: max_steps"
+    assert rows["3-partial"].verdict == "partial: max_minutes"
+    assert rows["4-stopped"].verdict == "partial: signal"
+    assert rows["5-old"].verdict == "unverified"
+    report = format_report(list(rows.values()), markdown=True)
+    cells = {c[0]: c for c in ([x.strip() for x in line.strip("|").split(" | ")]
+                               for line in report.splitlines() if line.startswith("|"))}
+    header = cells["run"]
+    col = {name: header.index(name) for name in ("paper valid", "diff valid", "diff test", "status", "verdict")}
+    diff = [f"{121.3 - 120.7:+.2f}", f"{116.0 - 114.5:+.2f}"]
+    for run in ("1-repro", "5-old"):
+        assert [cells[run][col["diff valid"]], cells[run][col["diff test"]]] == diff
+    for run in ("2-modified", "3-partial", "4-stopped"):
+        assert cells[run][col["paper valid"]] == "120.70"             # the paper's number, no difference
+        assert [cells[run][col["diff valid"]], cells[run][col["diff test"]]] == ["-", "-"]
+    assert cells["1-repro"][col["verdict"]] == "reproduction"
+    assert cells["2-modified"][col["verdict"]].startswith("modified: model.hidden_size, train.max_steps")
+    assert cells["4-stopped"][col["status"]] == "stopped" and cells["5-old"][col["verdict"]] == "unverified"
+    # A further reference line of a modified run shows no difference either.
+    plain = format_report(list(rows.values())).splitlines()
+    second = plain[plain.index(next(line for line in plain if line.startswith("2-modified"))) + 1]
+    assert second.split()[:4] == ["-", "110.00", "-", "-"]
+
+
+def test_fewer_epochs_without_a_budget_is_partial_unless_early_stopping_is_the_presets():
+    from rnnreg.runs.report import verdict
+
+    assert verdict(_provenance(epochs=5, full=False), "finished") == "partial: 5 of 13 epochs"
+    assert verdict(_provenance(epochs=5, full=True), "finished") == "reproduction"   # the preset's patience
+    assert verdict(_provenance(full=False), "failed") == "partial: failed"
+    assert verdict(_provenance(preset=None, diff=None) | {"config_diff": None}, "finished") == \
+        "modified: not a preset"
+    assert verdict(None, "finished") == "unverified"

@@ -33,6 +33,8 @@ class Corpus:
         level: ``"word"`` or ``"char"``; perplexity suits the first, bits per character the second.
         vocab: the token types, from the training split (plus ``<unk>`` if held-out text needs it).
         train, valid, test: (N,) int64 token ids, in text order.
+        sources: where the splits were read from (file paths, or ``"PATH (train part)"`` for one
+            file cut in three), for error messages and a run's data checksums.
     """
 
     name: str
@@ -41,6 +43,7 @@ class Corpus:
     train: Tensor
     valid: Tensor
     test: Tensor
+    sources: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_level(self.level)
@@ -76,7 +79,7 @@ def build_corpus(train: str, valid: str, test: str, *, level: str, name: str,
         held_out = [torch.where(ids == MISSING, unk_id, ids) for ids in held_out]
         log.warning("%s: %d valid/test tokens are not in the training vocabulary; they map to %s%s",
                     name, unknown, UNK, " (added to the vocabulary)" if added else "")
-    corpus = Corpus(name, level, Vocabulary.from_list(list(stoi)), train_ids, *held_out)
+    corpus = Corpus(name, level, Vocabulary.from_list(list(stoi)), train_ids, *held_out, sources=tuple(sources))
     log.info("loaded %r", corpus)
     return corpus
 

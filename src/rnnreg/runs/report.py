@@ -1,7 +1,13 @@
 """Compare finished runs with the published numbers they reproduce, as a text or Markdown table.
 
-A run directory holds ``summary.json`` (our valid/test metric, status, epochs) and
+A run directory holds ``summary.json`` (our valid/test metric, status, epochs, provenance) and
 ``config.toml`` (preset ``name`` and ``[expect]``: the metric and the paper ``references``).
+
+Each run gets a verdict from its provenance (``runs/provenance.py``): a **reproduction** ran its
+preset's config (apart from where data and outputs live and the hardware) for the preset's full
+schedule; a **modified** run changed settings (named); a **partial** one was cut short (a budget,
+a stop, a failure, or fewer epochs). Only a reproduction's differences from the paper are shown;
+runs written before provenance was recorded are **unverified** (their differences are shown).
 """
 
 from __future__ import annotations
@@ -21,8 +27,8 @@ log = logging.getLogger(__name__)
 
 _RUN_FILES = ("summary.json", "config.toml", "metrics.jsonl")
 _HEADER = ("run", "preset", "metric", "ours valid", "ours test", "paper valid", "paper test",
-           "diff valid", "diff test", "status", "epochs", "reference")
-_TEXT_COLUMNS = frozenset({0, 1, 2, 9, 11})  # left-aligned; the rest are numbers
+           "diff valid", "diff test", "status", "verdict", "epochs", "reference")
+_TEXT_COLUMNS = frozenset({0, 1, 2, 9, 10, 12})  # left-aligned; the rest are numbers
 
 
 class NoRunsFolder(ValueError):
@@ -43,6 +49,12 @@ class RunRow:
     epochs: int | None = None
     references: tuple[Reference, ...] = ()
     note: str | None = None
+    verdict: str = "unverified"
+
+    @property
+    def comparable(self) -> bool:
+        """Our numbers may stand beside the paper's: a reproduction, or a run that cannot tell."""
+        return self.verdict in ("reproduction", "unverified")
 
 
 def _number(value: Any) -> float | None:
@@ -80,9 +92,29 @@ def _read_run(run_dir: Path) -> RunRow:
     base["preset"] = str(summary.get("name", base["preset"]))
     base["metric"] = summary.get("metric", base["metric"])
     epochs = summary.get("epochs")
+    status = str(summary.get("status", ""))
     return RunRow(**base, valid=_number(summary.get("valid")), test=_number(summary.get("test")),
-                  status=str(summary.get("status", "")),
-                  epochs=epochs if isinstance(epochs, int) else None)
+                  status=status, epochs=epochs if isinstance(epochs, int) else None,
+                  verdict=verdict(summary.get("provenance"), status))
+
+
+def verdict(provenance: Any, status: str) -> str:
+    """"reproduction", "modified: KEYS", "partial: WHY" (both when both), or "unverified" (no
+    provenance: a summary from before rnnreg recorded it)."""
+    if not isinstance(provenance, dict):
+        return "unverified"
+    diff = provenance.get("config_diff")
+    parts = []
+    if provenance.get("preset") is None or not isinstance(diff, dict):
+        parts.append("modified: not a preset")
+    elif diff:
+        parts.append("modified: " + ", ".join(sorted(diff)))
+    if not provenance.get("full_schedule"):
+        why = provenance.get("stopped_by") or (status if status != "finished" else None)
+        if why is None and provenance.get("preset_epochs") is not None:
+            why = f"{provenance.get('epochs')} of {provenance['preset_epochs']} epochs"
+        parts.append(f"partial: {why}" if why else "partial")
+    return "; ".join(parts) or "reproduction"
 
 
 def collect_runs(root: str | os.PathLike) -> list[RunRow]:
@@ -120,15 +152,17 @@ def _diff(ours: float | None, paper: float | None) -> float | None:
 def _run_lines(row: RunRow) -> list[tuple[str, ...]]:
     m = row.metric
     ours = (row.run, row.preset, m or "-", _fmt(row.valid, m), _fmt(row.test, m))
-    tail = (row.status or "-", "-" if row.epochs is None else str(row.epochs))
+    tail = (row.status or "-", row.verdict, "-" if row.epochs is None else str(row.epochs))
     if not row.references:
         return [(*ours, "-", "-", "-", "-", *tail, "-")]
     lines = []
     for i, ref in enumerate(row.references):
-        paper = (_fmt(ref.valid, m), _fmt(ref.test, m), _fmt(_diff(row.valid, ref.valid), m, True),
-                 _fmt(_diff(row.test, ref.test), m, True))
+        # A modified or partial run is another experiment: no differences from the paper's numbers.
+        diffs = ((_fmt(_diff(row.valid, ref.valid), m, True), _fmt(_diff(row.test, ref.test), m, True))
+                 if row.comparable else ("-", "-"))
+        paper = (_fmt(ref.valid, m), _fmt(ref.test, m), *diffs)
         # Only a run's first line repeats our numbers; later lines are further references.
-        lead, end = (ours, tail) if i == 0 else (("",) * 5, ("", ""))
+        lead, end = (ours, tail) if i == 0 else (("",) * 5, ("", "", ""))
         lines.append((*lead, *paper, *end, ref.source))
     return lines
 
@@ -154,8 +188,8 @@ def _markdown(lines: list[tuple[str, ...]]) -> list[str]:
 def format_report(rows: list[RunRow], markdown: bool = False) -> str:
     """Format runs as an aligned plain-text table, or a Markdown table if ``markdown``.
 
-    One line per paper reference (the run's first line carries our numbers, status and epochs);
-    ``diff`` is ours minus the reference. Runs of one preset are listed together; runs with a
+    One line per paper reference (the run's first line carries our numbers, status, verdict and
+    epochs); ``diff`` is ours minus the reference, for reproductions and unverified runs only. Runs of one preset are listed together; runs with a
     ``note`` are left out of the table and listed below it.
     """
     if not all(isinstance(r, RunRow) for r in rows):

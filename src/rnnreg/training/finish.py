@@ -13,13 +13,15 @@ from ..config import Config
 from ..runs import RunDir
 from ..runs.atomic_text import write_text_atomic
 from ..runs.checkpoint import load_checkpoint
+from ..runs.provenance import collect_provenance
 from ..tasks.base import Task
 from .distributed import Distributed
 from .state import TrainingState
 
 
 def finish_run(config: Config, run: RunDir, task: Task, model: nn.Module, state: TrainingState, status: str,
-               dist: Distributed, device: torch.device, record: Callable[[dict], None]) -> dict:
+               dist: Distributed, device: torch.device, record: Callable[[dict], None], *,
+               budget_spent: bool = False) -> dict:
     """Evaluate best.pt on the test split (``data.test_batch_size`` for a language model, 1 for
     AWD-LSTM; ``data.eval_batch_size`` for the other tasks), write ``sample.txt`` and
     ``summary.json``; return the summary. A stopped or failed run only records where it stood.
@@ -27,7 +29,11 @@ def finish_run(config: Config, run: RunDir, task: Task, model: nn.Module, state:
     The summary is written last, atomically: a "finished" one means the test record and the
     sample are on disk. A run killed before that resumes from its last checkpoint (``done``),
     which drops a test record already written (``TrainingState.records``) and runs this again,
-    so the final records appear once."""
+    so the final records appear once.
+
+    ``summary["provenance"]`` (:func:`rnnreg.runs.provenance.collect_provenance`) says which
+    code, machine and data produced it, how the config differs from its preset, and whether
+    ``budget_spent`` (the loop's step / time budget) or a stop request cut it short."""
     summary: dict[str, Any] = {
         "name": config.name, "task": config.task.kind, "description": task.describe(), "metric": task.metric,
         "higher_is_better": task.higher_is_better, "status": status,
@@ -51,6 +57,9 @@ def finish_run(config: Config, run: RunDir, task: Task, model: nn.Module, state:
             summary["sample"] = extras["sample"]
             write_text_atomic(run.sample, extras["sample"] + "\n")
     if dist.is_main:
+        summary["provenance"] = collect_provenance(
+            config, task=task, status=status, epochs=summary["epochs"], steps=state.step, wall_s=state.elapsed,
+            device=device, budget_spent=budget_spent)
         run.write_summary({k: v for k, v in summary.items() if k != "sample"})
     return summary
 

@@ -279,7 +279,7 @@ def train(config: Config, run: RunDir, *, resume: bool = False, task: Task | Non
         state.next_epoch()
         carry = None                                    # each epoch starts from a zero state (AWD-LSTM)
         checkpoint()
-    summary = finish_run(config, run, task, model, state, status, dist, device, record)
+    summary = finish_run(config, run, task, model, state, status, dist, device, record, budget_spent=budget_spent)
     metrics.close()
     if board is not None:
         board.close()
