@@ -123,7 +123,7 @@ def _head_commit(dot_git: Path) -> str | None:
                 if len(parts) == 2 and parts[1] == ref:
                     return parts[0]
     except (OSError, UnicodeDecodeError):
-        pass
+        return None                                   # an unreadable .git: the commit is unknown
     return None
 
 
@@ -135,7 +135,7 @@ def device_name(device: torch.device) -> str:
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
-    except OSError:
+    except OSError:                                   # no /proc (not Linux): ask platform instead
         pass
     return platform.processor() or platform.machine() or "unknown"
 
