@@ -12,7 +12,10 @@ from rnnreg.config import (Config, ConfigError, apply_overrides, config_from_dic
 
 PAPER_PRESETS = {"zaremba-small", "zaremba-medium", "zaremba-large", "awd-lstm-ptb", "awd-lstm-ptb-finetune",
                  "awd-lstm-wt2", "awd-lstm-wt2-finetune", "zoneout-word-ptb", "zoneout-char-ptb",
-                 "norm-stabilizer-char-ptb"}
+                 "norm-stabilizer-char-ptb", "awd-lstm-ptb-cache", "awd-lstm-wt2-cache", "awd-lstm-mos-ptb",
+                 "awd-lstm-mos-ptb-finetune", "awd-lstm-mos-wt2", "awd-lstm-mos-wt2-finetune", "awd-lstm-enwik8",
+                 "awd-lstm-char-ptb", "awd-lstm-ptb-dynamic", "awd-lstm-wt2-dynamic", "awd-lstm-mos-ptb-dynamic",
+                 "awd-lstm-mos-wt2-dynamic"}
 
 
 def test_every_paper_row_has_a_preset():
@@ -29,7 +32,8 @@ def test_every_preset_loads_round_trips_and_builds(name):
     # Task presets are built and trained through the CLI in test_cli_tasks.py.
     if config.task.kind == "lm":
         small = dataclasses.replace(config.model, embedding_size=8, hidden_size=8,
-                                    hidden_sizes=tuple(8 for _ in config.model.hidden_sizes))
+                                    hidden_sizes=tuple(8 for _ in config.model.hidden_sizes),
+                                    adaptive_cutoffs=(4, 8) if config.model.adaptive_cutoffs else ())
         model = build_model(dataclasses.replace(config, model=small), ModelSpec(11, 11, "lm"))
         assert sum(p.numel() for p in model.parameters()) > 0
     if name in PAPER_PRESETS:
@@ -47,6 +51,30 @@ def test_preset_numbers_match_the_papers():
     assert (60.0, 57.3) in refs["awd-lstm-ptb-finetune"] and (58.8, 56.5) in refs["awd-lstm-ptb-finetune"]
     assert refs["awd-lstm-wt2"] == [(68.7, 65.6)]
     assert refs["awd-lstm-wt2-finetune"] == [(68.6, 65.8)]
+    assert refs["awd-lstm-ptb-cache"] == [(53.9, 52.8), (60.0, 57.3)]
+    assert refs["awd-lstm-wt2-cache"] == [(53.8, 52.0), (68.6, 65.8)]
+    assert refs["awd-lstm-mos-ptb"] == [(58.08, 55.97)] and refs["awd-lstm-mos-ptb-finetune"] == [(56.54, 54.44)]
+    assert refs["awd-lstm-mos-wt2"] == [(66.01, 63.33)] and refs["awd-lstm-mos-wt2-finetune"] == [(63.88, 61.45)]
+    assert refs["awd-lstm-enwik8"] == [(None, 1.232)] and refs["awd-lstm-char-ptb"] == [(None, 1.175)]
+    assert [r.method for r in load_config("awd-lstm-ptb-cache").expect.references] == ["cache", "plain"]
+    assert refs["awd-lstm-ptb-dynamic"] == [(51.6, 51.1), (60.0, 57.3)]
+    assert refs["awd-lstm-wt2-dynamic"] == [(46.4, 44.3), (68.6, 65.8)]
+    assert refs["awd-lstm-mos-ptb-dynamic"] == [(48.33, 47.69), (56.54, 54.44)]
+    assert refs["awd-lstm-mos-wt2-dynamic"] == [(42.41, 40.68), (63.88, 61.45)]
+    for name in ("awd-lstm-ptb-dynamic", "awd-lstm-wt2-dynamic", "awd-lstm-mos-ptb-dynamic", "awd-lstm-mos-wt2-dynamic"):
+        config = load_config(name)
+        assert config.evaluation.dynamic and [r.method for r in config.expect.references] == ["dynamic", "plain"]
+
+
+def test_mos_preset_is_the_papers_model():
+    c = load_config("awd-lstm-mos-ptb")
+    m = c.model
+    assert (m.embedding_size, m.hidden_sizes, m.softmax, m.mos_experts, m.mos_latent_p) == \
+        (280, (960, 960, 620), "mos", 15, 0.29)
+    model = build_model(c, ModelSpec(10000, 10000, "lm"))
+    assert model.mos.decoder.weight is model.encoder.weight
+    # Yang et al. 2017, Table 1: 22M parameters
+    assert abs(sum(p.numel() for p in model.parameters()) - 22_000_000) < 600_000
 
 
 def test_awd_preset_is_the_papers_model():
@@ -86,6 +114,11 @@ def test_overrides_are_typed_and_dotted():
     ("penalties.norm_stabilizer_layers=[7]", "out of range"),
     ("train.nan_policy=ignore", "train.nan_policy must be one of"),
     ("oops", "must look like section.key=value"),
+    ("model.softmax=hierarchical", "model.softmax must be one of"),
+    ("model.softmax=adaptive", "needs model.adaptive_cutoffs"),
+    ("model.adaptive_cutoffs=[5, 3]", "increasing positive"),
+    ("model.mos_latent_p=1.0", "model.mos_latent_p must be in [0, 1)"),
+    ("optim.milestones=[3]", "only with optim.schedule = 'milestones'"),
 ])
 def test_bad_values_are_refused_with_the_key_named(override, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):

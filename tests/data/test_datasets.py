@@ -1,20 +1,16 @@
 """The dataset registry, ``load_dataset`` and the download cache.
 
-Downloads are served by a local ``http.server`` from a temporary folder, with toy entries put
-into the registry, so nothing here touches the internet.
+Downloads are served by a local ``http.server`` from a temporary folder (the ``server`` fixture
+of ``conftest.py``), with toy entries put into the registry, so nothing here touches the internet.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import io
 import logging
 import os
-import socket
 import tarfile
-import threading
 import zipfile
 from importlib import resources
 from pathlib import Path
@@ -32,39 +28,6 @@ TOY_TEXTS = {"train": "the cat sat\non the mat\n", "valid": "the mat\n", "test":
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture(autouse=True)
-def no_proxy(monkeypatch):
-    """A proxy set in the environment must not intercept the requests to 127.0.0.1."""
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        monkeypatch.delenv(var, raising=False)
-
-
-@pytest.fixture
-def server(tmp_path):
-    """(base URL, served folder) of a local HTTP server."""
-    root = tmp_path / "served"
-    root.mkdir()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                            functools.partial(QuietHandler, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", root
-    httpd.shutdown()
-    httpd.server_close()
-
-
-@pytest.fixture
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def toy_files(folder: str = "toy") -> tuple[DataFile, ...]:

@@ -10,6 +10,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from rnnreg.optim import (ConstantSchedule, EarlyStopping, PlateauSchedule, ZarembaDecay,
                           build_scheduler)
+from rnnreg.optim.schedules import MilestoneDecay
 
 
 def _sgd(lr: float = 1.0, groups: int = 1) -> torch.optim.SGD:
@@ -146,3 +147,25 @@ def test_early_stopping_state_round_trip_and_validation() -> None:
         EarlyStopping(patience=0)
     with pytest.raises(ValueError, match="^min_delta "):
         EarlyStopping(patience=1, min_delta=-0.1)
+
+
+def test_milestones_divide_after_each_listed_epoch_like_awd_when() -> None:
+    # awd-lstm-lm: `if epoch in args.when: lr /= 10` at the end of epoch `epoch`
+    opt = _sgd(1e-3)
+    schedule = build_scheduler("milestones", opt, factor=0.1, start_epoch=0, patience=0, milestones=(2, 4))
+    lrs = []
+    for epoch in range(1, 6):
+        schedule.epoch_end(epoch)
+        lrs.append(opt.param_groups[0]["lr"])
+    assert lrs == pytest.approx([1e-3, 1e-4, 1e-4, 1e-5, 1e-5])
+    schedule.epoch_end(4)  # a repeated (resumed) epoch does not compound
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-5)
+    again = MilestoneDecay(_sgd(5.0), factor=0.5, milestones=(1,))
+    again.load_state_dict(schedule.state_dict())
+    assert again.milestones == (2, 4) and again.base_lrs == [1e-3]
+
+
+@pytest.mark.parametrize("milestones", [(3, 2), (0,), (2, 2)])
+def test_milestones_must_be_increasing_epochs(milestones) -> None:
+    with pytest.raises(ValueError, match="milestone"):
+        MilestoneDecay(_sgd(1.0), factor=0.1, milestones=milestones)

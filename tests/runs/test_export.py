@@ -111,6 +111,8 @@ def _lm(**options) -> nn.Module:
     (set_mc_dropout(_lm(weight_p=0.3)), "MC dropout"),
     (SurprisalZoneoutLM(11, embedding_size=4, hidden_size=5, num_layers=1).eval(), "surprisal-driven zoneout"),
     (SequenceNet(3, 2, head="last", hidden_sizes=(4,)).eval(), "SequenceNet is not a language model"),
+    (_lm(softmax="mos", mos_experts=2), "mixture of softmaxes"),
+    (_lm(softmax="adaptive", adaptive_cutoffs=(4,), adaptive_div_value=2.0), "adaptive softmax"),
 ])
 def test_what_is_not_torch_nn_is_refused_with_its_reason(model, reason):
     refusal = torch_nn_refusal(model)

@@ -222,3 +222,56 @@ def test_fewer_epochs_without_a_budget_is_partial_unless_early_stopping_is_the_p
     assert verdict(_provenance(preset=None, diff=None) | {"config_diff": None}, "finished") == \
         "modified: not a preset"
     assert verdict(None, "finished") == "unverified"
+
+
+CACHED = ZAREMBA + """[[expect.references]]
+source = "Grave et al. 2016 (cache)"
+valid = 100.0
+test = 95.0
+method = "cache"
+[[expect.references]]
+source = "Krause et al. 2017"
+test = 90.0
+method = "dynamic"
+"""
+
+
+def _method_lines(report, source):
+    return [line.split() for line in report.splitlines() if source in line]
+
+
+def test_a_method_reference_stands_beside_the_method_s_numbers(tmp_path):
+    """The cache reference gets the summary's cache numbers; the plain references keep the plain
+    ones; the dynamic reference, with no number in the summary, the latest evaluations.json record."""
+    from rnnreg.runs.evaluations import append_evaluations, evaluation_record
+
+    run = _run(tmp_path, "z", CACHED, {**_summary("zaremba-small", "ppl", 121.3, 116.0),
+                                        "valid_cache": 104.5, "test_cache": 99.25})
+    append_evaluations(run, [evaluation_record(method="dynamic", split="test", metric="ppl", loss=4.5, value=92.5,
+                                               settings={}, checkpoint="best", step=1, batch_size=1)])
+    rows = collect_runs(tmp_path)
+    assert rows[0].methods == {"cache": (104.5, 99.25), "dynamic": (None, 92.5)}
+    assert [r.method for r in rows[0].references] == ["plain", "plain", "cache", "dynamic"]
+    report = format_report(rows)
+    first = _lines_of(report, "z")[0].split()
+    assert first[3:9] == ["121.30", "116.00", "120.70", "114.50", f"{121.3 - 120.7:+.2f}", f"{116.0 - 114.5:+.2f}"]
+    [cache] = _method_lines(report, "Grave et al. 2016 (cache) [cache]")
+    assert cache[:6] == ["104.50", "99.25", "100.00", "95.00", f"{104.5 - 100.0:+.2f}", f"{99.25 - 95.0:+.2f}"]
+    [dynamic] = _method_lines(report, "Krause et al. 2017 [dynamic]")
+    assert dynamic[:6] == ["-", "92.50", "-", "90.00", "-", f"{92.5 - 90.0:+.2f}"]
+    markdown = format_report(rows, markdown=True)
+    row = next(line for line in markdown.splitlines() if "[cache]" in line)
+    assert [c.strip() for c in row.strip("|").split(" | ")][3:5] == ["104.50", "99.25"]
+
+
+def test_a_method_reference_without_our_number_and_a_modified_run_show_no_difference(tmp_path, caplog):
+    _run(tmp_path, "plain-only", CACHED, _summary("zaremba-small", "ppl", 121.3, 116.0))
+    _run(tmp_path, "modified", CACHED, {**_summary("zaremba-small", "ppl", 121.3, 116.0), "test_cache": 99.0,
+                                        "provenance": _provenance({"model.hidden_size": "200 -> 24"})})
+    _run(tmp_path, "unknown", ZAREMBA + '[[expect.references]]\nsource = "X"\ntest = 1.0\nmethod = "beam"\n',
+         _summary("zaremba-small", "ppl", 121.3, 116.0))
+    report = format_report(collect_runs(tmp_path))
+    lines = _method_lines(report, "Grave et al. 2016 (cache) [cache]")
+    assert sorted(line[:6] for line in lines) == [["-", "-", "100.00", "95.00", "-", "-"],    # no cache number yet
+                                                  ["-", "99.00", "100.00", "95.00", "-", "-"]]  # modified: no diff
+    assert "X [beam]" not in report and "reference 'X' left out" in caplog.text

@@ -63,6 +63,27 @@ def test_spec_carries_the_vocabulary_and_a_too_large_batch_names_the_setting(cor
         started(corpus, batch_size=10**7)
 
 
+def test_the_frequency_order_is_in_the_spec_only_when_asked(corpus):
+    assert started(corpus).model_spec().frequency_order is None  # old checkpoints' specs still match
+    order = started(corpus, frequency_order=True).model_spec().frequency_order
+    counts = torch.bincount(corpus.train, minlength=len(corpus.vocab))
+    assert sorted(order) == list(range(len(corpus.vocab)))
+    ranked = counts[torch.tensor(order)]
+    assert torch.all(ranked[:-1] >= ranked[1:])  # most frequent first
+    for a, b in zip(order, order[1:]):  # ties keep first-seen (id) order: a function of the text alone
+        assert counts[a] > counts[b] or a < b
+
+
+def test_the_loss_is_the_mean_of_the_models_token_nll(corpus):
+    from rnnreg.models import RNNLanguageModel
+    task = started(corpus)
+    model = RNNLanguageModel(len(corpus.vocab), embedding_size=8, hidden_size=8, num_layers=1).eval()
+    batch = next(task.batches(1, 0))[1]
+    out, _ = task.step(model, batch, None)
+    want = torch.nn.functional.cross_entropy(out.logits.reshape(-1, len(corpus.vocab)), batch["y"].reshape(-1))
+    torch.testing.assert_close(task.loss(out, batch), want)
+
+
 def test_metric_fields_and_the_example_batch(corpus):
     task = started(corpus)
     batch = next(task.batches(1, 0))[1]

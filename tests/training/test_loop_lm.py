@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import types
 
 import pytest
 import torch
@@ -106,20 +105,21 @@ def test_truncated_last_checkpoint_falls_back_to_the_previous(corpus_dir, tmp_pa
 
 
 def _nan_on_call(n):
-    calls = {"n": 0}
+    """The language model task's loss, NaN on its n-th training call."""
+    calls, loss = {"n": 0}, lm_task_module.LanguageModelTask.loss
 
-    def cross_entropy(*args, **kwargs):
-        out = torch.nn.functional.cross_entropy(*args, **kwargs)
+    def nan_loss(self, output, batch):
+        out = loss(self, output, batch)
         if torch.is_grad_enabled():
             calls["n"] += 1
             if calls["n"] == n:
                 return out * float("nan")
         return out
-    return types.SimpleNamespace(cross_entropy=cross_entropy)
+    return nan_loss
 
 
 def test_nan_loss_restores_the_last_good_state_and_lowers_the_lr(corpus_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(lm_task_module, "F", _nan_on_call(30))
+    monkeypatch.setattr(lm_task_module.LanguageModelTask, "loss", _nan_on_call(30))
     config = tiny_config(corpus_dir, tmp_path, "train.epochs=1", "train.eval_every=20")
     run, summary = run_training(config)
     assert summary["status"] == "finished" and math.isfinite(summary["valid"])
@@ -132,7 +132,7 @@ def test_nan_loss_restores_the_last_good_state_and_lowers_the_lr(corpus_dir, tmp
 
 
 def test_nan_policy_stop_ends_the_run_cleanly(corpus_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(lm_task_module, "F", _nan_on_call(10))
+    monkeypatch.setattr(lm_task_module.LanguageModelTask, "loss", _nan_on_call(10))
     config = tiny_config(corpus_dir, tmp_path, "train.epochs=1", "train.nan_policy=stop")
     run, summary = run_training(config)
     assert summary["status"] == "failed" and summary["steps"] == 9
@@ -161,6 +161,13 @@ def test_finetune_stage_restarts_from_best_with_averaging(corpus_dir, tmp_path):
     assert summary["finetuned"] and summary["epochs"] == 3
     last = load_checkpoint(run.last)
     assert last["state"]["stage"] == "finetune" and last["optimizer"]["nt_asgd"]["averaging"] is True
+
+
+def test_finetune_stage_runs_at_its_own_lr(corpus_dir, tmp_path):
+    config = tiny_config(corpus_dir, tmp_path, "train.epochs=1", "train.finetune_epochs=1", "optim.finetune_lr=7.5")
+    run, _ = run_training(config)
+    steps = [r for r in read_metrics(run.metrics) if r["kind"] == "step"]
+    assert {r["lr"] for r in steps if r["epoch"] == 1} == {20.0} and {r["lr"] for r in steps if r["epoch"] == 2} == {7.5}
 
 
 def test_step_budget_ends_with_a_validation_and_test(corpus_dir, tmp_path):

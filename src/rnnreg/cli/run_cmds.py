@@ -1,10 +1,12 @@
-"""Commands on a finished (or running) run directory: ``eval``, ``generate``, ``plot``."""
+"""Commands on a finished (or running) run directory: ``eval`` (each result also kept in
+``RUN/evaluations.json``), ``generate``, ``plot``."""
 
 from __future__ import annotations
 
 import argparse
 
 from ..runs.run_dir import open_run_dir
+from . import eval_methods
 from .common import say
 
 
@@ -24,6 +26,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="MC-dropout evaluation with this many samples (default: %(default)s, no MC dropout)")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best",
                    help="best validation weights or the last checkpoint (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: %(default)s)")
+    eval_methods.add_arguments(p)
     p.set_defaults(func=evaluate_run)
 
     p = sub.add_parser("generate", help="sample text from a trained run")
@@ -57,21 +61,66 @@ def _positive(name: str, value: int | None) -> None:
 
 
 def evaluate_run(args: argparse.Namespace) -> int:
+    import time
+
+    import torch
+
+    from ..runs.evaluations import EvaluationsError, append_evaluations, evaluation_record, read_evaluations
     from ..runs.trained import load_trained
+    from ..tasks.lm_metrics import metric_value
     from .common import UsageError
 
     _positive("--batch-size", args.batch_size)
     if args.mc_samples < 0:
         raise UsageError(f"--mc-samples must be >= 0, got {args.mc_samples}")
-    trained = load_trained(open_run_dir(args.run), which=args.checkpoint, overrides=tuple(args.overrides))
+    eval_methods.check_arguments(args)
+    device = _device(args.device)
+    run = open_run_dir(args.run)
     try:
-        metric, scores = trained.evaluate(args.split, batch_size=args.batch_size, mc_samples=args.mc_samples)
+        read_evaluations(run.path)       # an unreadable record file is refused before the work, not after
+    except EvaluationsError as err:
+        raise UsageError(str(err)) from None
+    trained = load_trained(run, which=args.checkpoint, overrides=tuple(args.overrides), device=device)
+    if trained.config.train.threads:     # the run's own thread count (a shared machine's setting)
+        torch.set_num_threads(trained.config.train.threads)
+    start = time.perf_counter()
+    try:
+        if eval_methods.asked(args):
+            kept, metric = eval_methods.run(args, trained)
+        else:
+            metric, scores = trained.evaluate(args.split, batch_size=args.batch_size, mc_samples=args.mc_samples)
+            kept = [_plain_result(args, metric, scores, time.perf_counter() - start)]
     except ValueError as err:            # MC dropout asked of a task that has none, a split too small
         raise UsageError(str(err)) from None
+    batch = 1 if eval_methods.asked(args) else args.batch_size
+    append_evaluations(run.path, [evaluation_record(
+        method=r["method"], settings=r["settings"], loss=r["loss"], wall_s=r["wall_s"], split=args.split,
+        metric=metric, value=r["value"] if "value" in r else metric_value(r["loss"], metric),
+        checkpoint=args.checkpoint, step=trained.step, batch_size=batch, overrides=tuple(args.overrides))
+        for r in kept])
+    return 0
+
+
+def _plain_result(args: argparse.Namespace, metric: str, scores: dict, wall_s: float) -> dict:
+    """Print a plain (or MC-dropout) score; what its record keeps."""
     rest = "".join(f"  {k} {v:.4f}" for k, v in scores.items() if k not in ("loss", metric) and v is not None)
     mc = f" (MC dropout, {args.mc_samples} samples)" if args.mc_samples else ""
     say(f"{args.split}: loss {scores['loss']:.4f}  {metric} {scores[metric]:.4f}{rest}{mc}")
-    return 0
+    method, settings = ("mc", {"samples": args.mc_samples}) if args.mc_samples else ("plain", {})
+    return {"method": method, "settings": settings, "loss": scores["loss"], "wall_s": wall_s,
+            "value": scores.get(metric)}
+
+
+def _device(name: str):
+    import torch
+
+    from .common import UsageError
+
+    if name != "cpu" and not name.startswith("cuda"):
+        raise UsageError(f"--device must be cpu, cuda or cuda:N, got {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available here (torch.cuda.is_available() is False)")
+    return torch.device(name)
 
 
 def generate_text(args: argparse.Namespace) -> int:

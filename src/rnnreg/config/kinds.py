@@ -46,6 +46,11 @@ KINDS: dict[str, tuple[str, ...]] = {
     "model.tie_weights": LM,
     "model.surprisal_zoneout": LM,
     "model.surprisal_temperature": LM,
+    "model.softmax": LM,
+    "model.adaptive_cutoffs": LM,
+    "model.adaptive_div_value": LM,
+    "model.mos_experts": LM,
+    "model.mos_latent_p": LM,
     "model.bidirectional": ("adding", "mnist", "ctc"),
     "model.attention": SEQ2SEQ,
     "model.clockwork_periods": ("clockwork",),
@@ -55,6 +60,10 @@ KINDS: dict[str, tuple[str, ...]] = {
     "train.sample_temperature": LM,
     "train.sample_prime": LM,
     "expect.metric": LM,
+    # [evaluation]: a language model's evaluation-time methods (cache pointer, dynamic evaluation)
+    **{f"evaluation.{name}": LM for name in (
+        "cache_window", "cache_theta", "cache_lambda", "dynamic", "dynamic_lr", "dynamic_decay",
+        "dynamic_epsilon", "dynamic_bptt", "dynamic_batch_size", "dynamic_max_batches")},
 }
 
 

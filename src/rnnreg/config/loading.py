@@ -260,7 +260,9 @@ def dump_config(config: Config) -> str:
     import tomli_w
 
     table = config_to_dict(config)
-    for section, values in table.items():
+    for section, values in list(table.items()):
         if isinstance(values, dict):
             table[section] = {k: v for k, v in values.items() if shown(f"{section}.{k}", config)}
+            if values and not table[section]:       # a section none of whose settings apply (no "[evaluation]")
+                del table[section]
     return tomli_w.dumps(table)

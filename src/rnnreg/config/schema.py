@@ -106,6 +106,11 @@ class ModelConfig:
     bidirectional: bool = False        # sequence tasks: read both ways (CTC tagging)
     clockwork_periods: tuple[int, ...] = ()  # cell = clockwork: one period per module (Koutnik 2014)
     attention: str = "none"            # seq2seq: none | dot (Luong et al. 2015 dot attention)
+    softmax: str = "full"              # lm: full | adaptive (Grave et al. 2017) | mos (Yang et al. 2017)
+    adaptive_cutoffs: tuple[int, ...] = ()  # adaptive: cluster boundaries in frequency order
+    adaptive_div_value: float = 4.0    # adaptive: each tail cluster's projection shrinks by this (tied: 1)
+    mos_experts: int = 15              # mos: number of softmaxes mixed (AWD-LSTM-MoS --n_experts)
+    mos_latent_p: float = 0.0          # mos: locked dropout on the experts' contexts (--dropoutl)
 
     def __post_init__(self) -> None:
         _check(self, "model")
@@ -125,6 +130,23 @@ class ModelConfig:
         _require(all(p >= 1 for p in self.clockwork_periods), "model.clockwork_periods must be >= 1")
         _require(self.cell != "clockwork" or bool(self.clockwork_periods),
                  "model.cell = 'clockwork' needs model.clockwork_periods, e.g. [1, 2, 4, 8]")
+        self._check_softmax()
+
+    def _check_softmax(self) -> None:
+        _choice("model.softmax", self.softmax, ("full", "adaptive", "mos"))
+        _require(self.softmax != "adaptive" or bool(self.adaptive_cutoffs),
+                 "model.softmax = 'adaptive' needs model.adaptive_cutoffs, e.g. [20000, 40000, 200000]")
+        cuts = list(self.adaptive_cutoffs)
+        _require(cuts == sorted(set(cuts)) and all(c >= 1 for c in cuts),
+                 f"model.adaptive_cutoffs must be increasing positive word counts, got {cuts}")
+        _require(self.adaptive_div_value >= 1.0, f"model.adaptive_div_value must be >= 1, got {self.adaptive_div_value}")
+        _require(not (self.softmax == "adaptive" and self.tie_weights) or self.adaptive_div_value == 1.0,
+                 "model.tie_weights with the adaptive softmax needs model.adaptive_div_value = 1 "
+                 "(every output vector then has the embedding's size)")
+        _require(self.mos_experts >= 1, f"model.mos_experts must be >= 1, got {self.mos_experts}")
+        _require(0.0 <= self.mos_latent_p < 1.0, f"model.mos_latent_p must be in [0, 1), got {self.mos_latent_p}")
+        _require(self.softmax == "full" or not self.surprisal_zoneout,
+                 "model.surprisal_zoneout needs model.softmax = 'full' (its surprisal reads the full logits)")
 
 
 TASKS = ("lm", "adding", "mnist", "missing", "clockwork", "seq2seq", "ctc")
@@ -201,17 +223,24 @@ class OptimConfig:
     clip: float = 0.25                 # max gradient norm; 0 turns clipping off
     nonmono: int = 5                   # NT-ASGD's non-monotone interval n
     trigger_rule: str = "code"         # code (awd-lstm-lm) | paper (Merity et al. 2017, Alg. 1)
-    schedule: str = "none"             # none | zaremba | plateau
+    schedule: str = "none"             # none | zaremba | plateau | milestones
     decay_factor: float = 0.5
     decay_start_epoch: int = 4
     plateau_patience: int = 0
+    milestones: tuple[int, ...] = ()   # milestones: epochs after which lr *= decay_factor (AWD's --when)
+    finetune_lr: float = 0.0           # lr of the finetune stage (0: optim.lr); AWD-LSTM-MoS finetunes at another
 
     def __post_init__(self) -> None:
         _choice("optim.optimizer", self.optimizer, ("sgd", "adam", "rmsprop", "asgd", "nt_asgd"))
         _require(0.0 < self.rmsprop_alpha < 1.0, f"optim.rmsprop_alpha must be in (0, 1), got {self.rmsprop_alpha}")
         _choice("optim.trigger_rule", self.trigger_rule, ("code", "paper"))
-        _choice("optim.schedule", self.schedule, ("none", "zaremba", "plateau"))
+        _choice("optim.schedule", self.schedule, ("none", "zaremba", "plateau", "milestones"))
+        _require(list(self.milestones) == sorted(set(self.milestones)) and all(m >= 1 for m in self.milestones),
+                 f"optim.milestones must be increasing epochs >= 1, got {list(self.milestones)}")
+        _require(self.schedule == "milestones" or not self.milestones,
+                 "optim.milestones is read only with optim.schedule = 'milestones'")
         _require(self.lr > 0.0, f"optim.lr must be > 0, got {self.lr}")
+        _require(0.0 <= self.finetune_lr <= MAX_LR, f"optim.finetune_lr must be in [0, {MAX_LR:g}], got {self.finetune_lr}")
         # The optimizers hand lr (Adam: lr / (1 - beta1), the LM loop: times window / bptt) to
         # float32 kernels, which overflow near 3.4e38; 1e30 leaves room for both.
         _require(math.isfinite(self.lr) and self.lr <= MAX_LR,
@@ -265,11 +294,57 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class EvaluationConfig:
+    """Evaluation-time methods a language model's run applies to its best weights at the end
+    (``valid_cache`` / ``test_cache``, ``valid_dynamic`` / ``test_dynamic`` in summary.json);
+    ``rnnreg eval --cache / --dynamic`` read their defaults here. Both read one stream of text
+    (batch size 1), as the papers."""
+    # Continuous cache pointer (Grave et al. 2016); theta and lambda: AWD-LSTM's PTB values (Merity
+    # et al. 2017 sec. 7, window 2000; awd-lstm-lm's README runs PTB with window 500).
+    cache_window: int = 0              # positions in the cache (0: off)
+    cache_theta: float = 1.0           # sharpness of the attention over the cache
+    cache_lambda: float = 0.1          # weight of the cache in the mixture
+    # Dynamic evaluation (Krause et al. 2017): the defaults of the authors' dynamiceval.py
+    # (benkrause/dynamic-evaluation), RMS-normalised steps with decay towards the trained weights.
+    dynamic: bool = False
+    dynamic_lr: float = 5e-5           # eta
+    dynamic_decay: float = 2e-3        # lambda: decay towards the trained weights
+    dynamic_epsilon: float = 2e-5      # added to RMS(g) in the update's denominator
+    dynamic_bptt: int = 5              # tokens per segment: score, then update
+    dynamic_batch_size: int = 100      # columns of training text for the gradient statistics MS_g
+    dynamic_max_batches: int = 0       # training batches for MS_g (0: the whole training split)
+
+    def __post_init__(self) -> None:
+        _require(self.cache_window >= 0, f"evaluation.cache_window must be >= 0 (0: off), got {self.cache_window}")
+        _require(math.isfinite(self.cache_theta) and self.cache_theta >= 0.0,
+                 f"evaluation.cache_theta must be >= 0, got {self.cache_theta}")
+        _require(0.0 <= self.cache_lambda <= 1.0, f"evaluation.cache_lambda must be in [0, 1], got {self.cache_lambda}")
+        for name in ("dynamic_lr", "dynamic_epsilon"):
+            value = getattr(self, name)
+            _require(math.isfinite(value) and value > 0.0, f"evaluation.{name} must be > 0, got {value}")
+        _require(math.isfinite(self.dynamic_decay) and self.dynamic_decay >= 0.0,
+                 f"evaluation.dynamic_decay must be >= 0, got {self.dynamic_decay}")
+        for name in ("dynamic_bptt", "dynamic_batch_size"):
+            _require(getattr(self, name) >= 1, f"evaluation.{name} must be >= 1, got {getattr(self, name)}")
+        _require(self.dynamic_max_batches >= 0,
+                 f"evaluation.dynamic_max_batches must be >= 0 (0: all), got {self.dynamic_max_batches}")
+
+
+METHODS = ("plain", "cache", "dynamic", "mc")   # how a number was evaluated (Reference.method)
+
+
+@dataclass(frozen=True)
 class Reference:
-    """A published number this preset should reproduce."""
+    """A published number this preset should reproduce; ``method``: the evaluation it comes
+    from (plain; cache: continuous cache pointer; dynamic: dynamic evaluation; mc: MC dropout),
+    so that the report sets it beside our number of the same kind."""
     source: str
     valid: float | None = None
     test: float | None = None
+    method: str = "plain"
+
+    def __post_init__(self) -> None:
+        _choice("expect.references.method", self.method, METHODS)
 
 
 @dataclass(frozen=True)
@@ -291,11 +366,12 @@ class Config:
     penalties: PenaltyConfig = field(default_factory=PenaltyConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     expect: ExpectConfig = field(default_factory=ExpectConfig)
 
     def __post_init__(self) -> None:
         _require(bool(self.name) and "/" not in self.name, f"name must be a non-empty word, got {self.name!r}")
-        if self.model.tie_weights and self.model.hidden_sizes:
+        if self.model.tie_weights and self.model.hidden_sizes and self.model.softmax != "mos":
             _require(self.model.hidden_sizes[-1] == self.model.embedding_size,
                      "model.tie_weights needs the last of model.hidden_sizes to equal model.embedding_size")
         _require(not (self.penalties.norm_stabilizer_on == "cell" and self.model.cell != "lstm"),

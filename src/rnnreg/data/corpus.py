@@ -5,19 +5,20 @@ AWD-LSTM's ``data.py`` does) lets test-only words into the softmax. PTB and Wiki
 closed-vocabulary (rare words are already ``<unk>`` in the files), so for them this changes nothing
 and their vocabularies stay at 10,000 and 33,278 types. For open-vocabulary text, held-out tokens
 absent from the training split map to a single added ``<unk>`` type.
+
+:func:`build_corpus` tokenizes texts held in memory; files are streamed by
+:func:`~rnnreg.data.file_corpus.load_corpus`, which gives the same result.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from .errors import DataError
-from .textfile import read_text
 from .tokenize import MISSING, check_level, encode, has_tokens
 from .vocab import UNK, Vocabulary
 
@@ -82,22 +83,3 @@ def build_corpus(train: str, valid: str, test: str, *, level: str, name: str,
     corpus = Corpus(name, level, Vocabulary.from_list(list(stoi)), train_ids, *held_out, sources=tuple(sources))
     log.info("loaded %r", corpus)
     return corpus
-
-
-def load_corpus(train_path: str | Path, valid_path: str | Path, test_path: str | Path, *,
-                level: str, name: str, encoding: str = "utf-8") -> Corpus:
-    """Read and tokenize three text files into a :class:`Corpus`.
-
-    Args:
-        train_path, valid_path, test_path: the split files.
-        level: ``"word"`` (``line.split() + ["<eos>"]`` per line) or ``"char"`` (every character).
-        name: the corpus name for logs and reports.
-        encoding: ``"utf-8"``, or ``"latin-1"`` to read a byte-level corpus one symbol per byte.
-
-    Raises:
-        DataError: a file is missing, empty, binary, not UTF-8, or holds no tokens.
-    """
-    check_level(level)
-    paths = (Path(train_path), Path(valid_path), Path(test_path))
-    texts = [read_text(path, encoding=encoding) for path in paths]
-    return build_corpus(*texts, level=level, name=name, sources=tuple(str(p) for p in paths))

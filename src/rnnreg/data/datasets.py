@@ -6,21 +6,27 @@ files), the package itself (Tiny Shakespeare), the cache folder ``<cache_dir>/<n
 finally the download. Downloaded files are verified before they enter the cache; a later load
 from the cache only checks sizes, because hashing WikiText-103 or enwik8 on every run costs
 seconds and the atomic writes already rule out half-written files.
+
+The token ids of a large corpus (WikiText-103, enwik8, text8) are cached too (:mod:`.id_cache`):
+next to the downloaded files in ``<cache_dir>/<name>/ids/``, and for a ``path`` folder in
+``<cache_dir>/<name>/ids-local-<hash of its absolute path>/``, so the user's folder is only read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from importlib import resources
 from pathlib import Path
 
 from .archive import extract_members
-from .corpus import Corpus, build_corpus, load_corpus
+from .corpus import Corpus
 from .download import default_cache_dir, fetch, file_digest
 from .errors import DataError, DownloadError
+from .file_corpus import load_corpus, load_single_file, split_text
 from .folder import EXPECTED, find_split_files, load_text_folder, split_file_sets
 from .registry import REGISTRY, DataFile, DatasetSpec
-from .textfile import decode_text, read_text
+from .textfile import decode_text
 
 log = logging.getLogger(__name__)
 
@@ -49,14 +55,22 @@ def load_dataset(name_or_path: str | Path, *, path: str | Path | None = None,
         return _load_folder(Path(name_or_path).expanduser(), path, level)
     if level is not None and level != spec.level:
         raise ValueError(f"level={level!r} does not fit {spec.name}, a {spec.level}-level dataset")
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     if path is not None:
-        return _load_local(spec, Path(path).expanduser())
+        folder = Path(path).expanduser()
+        return _load_local(spec, folder, _local_ids_folder(cache / spec.name, folder))
     if spec.packaged:
         resource = resources.files(__package__).joinpath(spec.name).joinpath(spec.files[0].name)
         text = decode_text(resource.read_bytes(), str(resource), encoding=spec.encoding)
-        return _split(spec, text, str(resource))
-    folder = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    return _load_cached(spec, folder / spec.name, download)
+        return split_text(text, str(resource), level=spec.level, name=spec.name, heldout=spec.heldout,
+                          heldout_fraction=spec.heldout_fraction)
+    return _load_cached(spec, cache / spec.name, download)
+
+
+def _local_ids_folder(dataset_cache: Path, folder: Path) -> Path:
+    """Where the ids of a user's copy are cached: in the cache folder, never in the user's
+    folder (which may be read-only or shared), one subfolder per absolute path."""
+    return dataset_cache / f"ids-local-{hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:12]}"
 
 
 def _load_folder(folder: Path, path: str | Path | None, level: str | None) -> Corpus:
@@ -68,7 +82,7 @@ def _load_folder(folder: Path, path: str | Path | None, level: str | None) -> Co
     return load_text_folder(folder, level or "word")
 
 
-def _load_local(spec: DatasetSpec, folder: Path) -> Corpus:
+def _load_local(spec: DatasetSpec, folder: Path, ids: Path) -> Corpus:
     paths = [folder / f.name for f in spec.files]
     if all(p.is_file() for p in paths):
         for p, expected in zip(paths, spec.files):
@@ -76,11 +90,11 @@ def _load_local(spec: DatasetSpec, folder: Path) -> Corpus:
             if problem:
                 log.warning("%s differs from the published %s file (%s); results may not be "
                             "comparable with the literature", p, spec.name, problem)
-        return _load_files(spec, paths)
+        return _load_files(spec, paths, ids)
     if len(spec.files) == 3 and folder.is_dir() and split_file_sets(folder):
         # the layout of the reference code, e.g. AWD-LSTM's data/penn/{train,valid,test}.txt
         return load_corpus(*find_split_files(folder), level=spec.level, name=spec.name,
-                           encoding=spec.encoding)
+                           encoding=spec.encoding, cache_folder=ids)
     alternative = f", or {EXPECTED}" if len(spec.files) == 3 else ""
     raise DataError(f"{folder} does not hold the {spec.name} files: expected "
                     f"{spec.file_names()}{alternative}")
@@ -98,7 +112,7 @@ def _load_cached(spec: DatasetSpec, folder: Path, download: bool) -> Corpus:
             raise DataError(f"{spec.name} is not in the cache {folder} and download is off; "
                             f"pass a local folder: data.path=DIR (holding {spec.file_names()})")
         _download(spec, folder)
-    return _load_files(spec, paths)
+    return _load_files(spec, paths, folder / "ids")
 
 
 def _download(spec: DatasetSpec, folder: Path) -> None:
@@ -123,8 +137,10 @@ def _download(spec: DatasetSpec, folder: Path) -> None:
     for f in spec.files:
         problem = _mismatch(folder / f.name, f, full=True)
         if problem:
-            (folder / f.name).unlink()
-            raise DataError(f"{spec.name}: {f.name} from {target.name} has {problem}; it was removed")
+            for other in spec.files:  # the whole download is suspect: keep none of it
+                (folder / other.name).unlink(missing_ok=True)
+            raise DataError(f"{spec.name}: {f.name} from {target.name} has {problem}; the "
+                            f"download was removed")
 
 
 def _mismatch(path: Path, expected: DataFile, *, full: bool) -> str | None:
@@ -142,19 +158,11 @@ def _mismatch(path: Path, expected: DataFile, *, full: bool) -> str | None:
     return None
 
 
-def _load_files(spec: DatasetSpec, paths: list[Path]) -> Corpus:
+def _load_files(spec: DatasetSpec, paths: list[Path], ids: Path) -> Corpus:
+    """The corpus in ``paths``; ``ids``: the id cache's folder (used for large files only)."""
     if len(paths) == 3:
-        return load_corpus(*paths, level=spec.level, name=spec.name, encoding=spec.encoding)
-    return _split(spec, read_text(paths[0], encoding=spec.encoding), str(paths[0]))
-
-
-def _split(spec: DatasetSpec, text: str, source: str) -> Corpus:
-    """Cut one text into train / valid / test: valid and test are the last two held-out blocks."""
-    held = spec.heldout or int(len(text) * spec.heldout_fraction)
-    train_end = len(text) - 2 * held
-    if held < 1 or train_end < 1:
-        raise DataError(f"{source} has {len(text)} symbols, too few to hold out 2 x {held} for "
-                        f"valid and test")
-    pieces = (text[:train_end], text[train_end:train_end + held], text[train_end + held:])
-    sources = tuple(f"{source} ({split} part)" for split in ("train", "valid", "test"))
-    return build_corpus(*pieces, level=spec.level, name=spec.name, sources=sources)
+        return load_corpus(*paths, level=spec.level, name=spec.name, encoding=spec.encoding,
+                           cache_folder=ids)
+    return load_single_file(paths[0], level=spec.level, name=spec.name, encoding=spec.encoding,
+                            heldout=spec.heldout, heldout_fraction=spec.heldout_fraction,
+                            cache_folder=ids)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .corpus import Corpus, load_corpus
+from .corpus import Corpus
 from .errors import DataError
+from .file_corpus import load_corpus
 from .tokenize import check_level
 
 SPLITS = ("train", "valid", "test")

@@ -1,16 +1,35 @@
 """The named datasets: where each comes from, which files it keeps, how it is split.
 
-Checksums are verified whenever one is known and never invented:
-- PTB, PTB-char, WikiText-2, Tiny Shakespeare: SHA-256 of each file, computed on the byte-identical
-  copies described in the project's ``shared/data/README.md``. (The WikiText-2 files also match the
-  SHA-1 that GluonNLP's ``wikitext.py`` publishes for the members of ``wikitext-2-v1.zip``.)
-- WikiText-103, text8: no SHA-256 of the extracted files could be found; the SHA-1 published in
-  GluonNLP's ``wikitext.py`` and ``large_text_compression_benchmark.py`` is verified instead.
-- enwik8: no checksum of the file itself; the SHA-256 of ``enwik8.zip`` from HuggingFace
-  ``datasets``' ``dataset_infos.json`` and the file size are checked, and the file's own SHA-256
-  is logged so it can be recorded.
-- The WikiText zips' SHA-256 also come from ``dataset_infos.json``. No checksum of
-  ``simple-examples.tgz`` or ``text8.zip`` is known: their members' checksums do the work.
+Checksums are verified whenever one is known and never invented. Where each number comes from
+(re-checked 2026-12 without network access, against the sources named):
+- PTB, PTB-char, WikiText-2, Tiny Shakespeare: SHA-256 and size of each file, computed on the
+  byte-identical copies described in the project's ``shared/data/README.md`` (a test compares
+  them). The WikiText-2 files also match the SHA-1 that GluonNLP 0.10.0's ``wikitext.py`` (on
+  PyPI) publishes for the members of ``wikitext-2-v1.zip``.
+- WikiText-103 files: the SHA-1 of GluonNLP 0.10.0's ``data/corpora/wikitext.py`` (no SHA-256 of
+  the extracted files was found). No source that could be read states their sizes, so none is
+  checked; torchtext 0.18's ``datasets/wikitext103.py`` gives their line counts
+  (1,801,350 / 3,760 / 4,358).
+- The WikiText zips: SHA-256 and size from HuggingFace ``datasets``' ``datasets/wikitext/
+  dataset_infos.json`` (its split ``num_bytes`` are Arrow sizes, not file sizes: WikiText-2's
+  train is 10,918,134 there and 10,797,148 on disk); other public repositories pin the same
+  SHA-256 for Merity's S3 URLs. torchtext 0.18 pins their MD5 (WikiText-103
+  ``9ddaacaf6af0710eda8c456decff7832``, WikiText-2 ``542ccefacc6c27f945fb54453812b3cd``), not
+  checked here since the SHA-256 is.
+- enwik8: size and SHA-1 of the file from Matt Mahoney's own table (which also gives the MD5
+  ``a1fa5ffddb56f4953e226637dabbb36a``) as quoted in GluonNLP 0.10.0's
+  ``data/corpora/large_text_compression_benchmark.py``. Public repositories that pin the file
+  agree on its SHA-256, ``2b49720ec4d78c3c9fabaee6e4179a5e997302b3a70029f30f2d582218c024a8``:
+  recorded here, not checked, since the SHA-1 comes from the file's publisher. The zip's
+  SHA-256 and size (36,445,475) are those of ``datasets/enwik8/dataset_infos.json``, and public
+  repositories that pin ``enwik8.zip`` agree.
+- text8: the file's SHA-1 from GluonNLP 0.10.0 (same module). ``text8.zip``: the size and SHA-256
+  that several independent public repositories pin for ``mattmahoney.net/dc/text8.zip`` (no
+  package on PyPI was found to ship them). The file's SHA-256 they agree on,
+  ``6e890197040d37d85beb962ae1f041ff1d9a9ca8d20c7d99c85027eebf51dca7``, is recorded, not checked.
+  GluonNLP's own ``text8-6c70299b.zip`` and ``enwik8-d25f6043.zip`` are repackaged copies of
+  other layouts, not these downloads, so their SHA-1s do not apply.
+- ``simple-examples.tgz``: no checksum is known; its members' checksums do the work.
 """
 
 from __future__ import annotations
@@ -129,12 +148,16 @@ _SPECS = (
         "split 90M/5M/5M as in AWD-LSTM's prep_enwik8.py", ("http://mattmahoney.net/dc/enwik8.zip",),
         archive="enwik8.zip",
         archive_sha256="547994d9980ebed1288380d652999f38a14fe291a6247c157c3d33d4932534bc",
-        archive_size=36_445_475, files=(DataFile("enwik8", "enwik8", size=100_000_000),),
+        archive_size=36_445_475,
+        files=(DataFile("enwik8", "enwik8", sha1="57b8363b814821dc9d47aa4d41f58733519076b2",
+                        size=100_000_000),),
         encoding="latin-1", heldout=5_000_000),
     DatasetSpec(
         "text8", "char", "text8: 10^8 characters of cleaned Wikipedia (a-z and space), split "
         "90M/5M/5M as in Mikolov et al. 2012 and the zoneout paper",
-        ("http://mattmahoney.net/dc/text8.zip",), archive="text8.zip", archive_size=31_344_016,
+        ("http://mattmahoney.net/dc/text8.zip",), archive="text8.zip",
+        archive_sha256="a6640522afe85d1963ad56c05b0ede0a0c000dddc9671758a6cc09b7a38e5232",
+        archive_size=31_344_016,
         files=(DataFile("text8", "text8", sha1="0dc3edebc970dcc96137e7deda4d9995af9d93de",
                         size=100_000_000),),
         heldout=5_000_000),

@@ -7,11 +7,48 @@ tokenizer or a vocabulary of binary garbage.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import DataError
 
 ENCODINGS = ("utf-8", "latin-1")
+SCAN = 16 << 20  # bytes read at a time when scanning a file
+
+
+def open_text_file(path: str | Path) -> BinaryIO:
+    """``path`` opened for reading bytes, refused as :func:`read_text` refuses it.
+
+    Raises:
+        DataError: the file is missing, a folder, unreadable or empty.
+    """
+    path = Path(path)
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"{path} is a folder, expected a text file") from None
+    except OSError as err:
+        raise DataError(f"cannot read {path} ({err.strerror or err})") from None
+    if os.fstat(f.fileno()).st_size == 0:
+        f.close()
+        raise DataError(f"{path} is empty")
+    return f
+
+
+def first_nul(f: BinaryIO, start: int = 0) -> int | None:
+    """The offset of the first NUL byte of ``f`` at or after ``start`` (None if there is none);
+    moves the file position."""
+    f.seek(start)
+    offset = start
+    while block := f.read(SCAN):
+        found = block.find(b"\x00")
+        if found >= 0:
+            return offset + found
+        offset += len(block)
+    return None
 
 
 def read_text(path: str | Path, *, encoding: str = "utf-8") -> str:

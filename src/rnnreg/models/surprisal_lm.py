@@ -34,7 +34,7 @@ from ..layers.pinned_rng import draw_seed, pinned_rng
 from ..regularizers.masks import bernoulli_keep
 from ..regularizers.monte_carlo import is_stochastic
 from ..regularizers.surprisal_zoneout import surprisal, surprisal_keep
-from .language_model import LMOutput, RNNLanguageModel, check_tokens
+from .language_model import LMOutput, RNNLanguageModel, check_tokens, token_nll
 
 
 class SurprisalState(NamedTuple):
@@ -61,6 +61,9 @@ class SurprisalZoneoutLM(RNNLanguageModel):
 
     def __init__(self, vocab_size: int, *, temperature: float = 1.0,
                  initial_surprisal: float | None = None, **kwargs: Any) -> None:
+        if kwargs.get("softmax", "full") != "full":
+            raise ValueError("a SurprisalZoneoutLM needs softmax='full': its surprisal reads every "
+                             "step's full logits")
         super().__init__(vocab_size, **kwargs)
         self.mc_dropout = False  # samples its keep masks in training, or in eval with MC dropout on
         self.temperature = _positive_float("temperature", temperature, strict=True)
@@ -82,7 +85,7 @@ class SurprisalZoneoutLM(RNNLanguageModel):
         return SurprisalState(super().init_state(batch_size, device), None)
 
     def forward(self, tokens: Tensor, state: SurprisalState | None = None, *,
-                zoneout_keep: None = None) -> LMOutput:
+                zoneout_keep: None = None, targets: Tensor | None = None) -> LMOutput:
         """tokens (T, B) -> LMOutput; the keep signal is computed here, so zoneout_keep is refused."""
         if zoneout_keep is not None:
             raise TypeError("SurprisalZoneoutLM computes zoneout_keep from surprisal; do not pass it")
@@ -104,8 +107,10 @@ class SurprisalZoneoutLM(RNNLanguageModel):
             raw.append(out.raw)
             dropped.append(out.dropped)
             cells.append(out.cells)
-        return LMOutput(torch.cat(logits), SurprisalState(hidden, prev), _by_layer(raw),
-                        _by_layer(dropped), None if cells[0] is None else _by_layer(cells))
+        logits = torch.cat(logits)  # (T, B, V)
+        return LMOutput(logits, SurprisalState(hidden, prev), _by_layer(raw), _by_layer(dropped),
+                        None if cells[0] is None else _by_layer(cells),
+                        None if targets is None else token_nll(logits, targets))
 
     def _step_keeps(self, prev: Tensor | None, target: Tensor, stochastic: bool) -> list[Tensor]:
         """Per-layer zoneout_keep (1, B, 1) probabilities, or (1, B, H_l) sampled 0/1 masks."""

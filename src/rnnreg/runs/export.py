@@ -107,6 +107,9 @@ def torch_nn_refusal(model: nn.Module) -> str | None:
         return "surprisal-driven zoneout feeds each prediction back into the recurrence, which torch.nn layers do not"
     if type(model) is not RNNLanguageModel:
         return f"a {type(model).__name__} is not a language model (only those export as torch.nn layers)"
+    if model.softmax != "full":
+        return (f"its output layer is a {'mixture of softmaxes' if model.softmax == 'mos' else 'adaptive softmax'}"
+                ", not the nn.Linear decoder of the torch.nn twin")
     for index, layer in enumerate(model.layers):
         where = f"layer {index}"
         if getattr(layer, "peepholes", False):

@@ -8,6 +8,13 @@ preset's config (apart from where data and outputs live and the hardware) for th
 schedule; a **modified** run changed settings (named); a **partial** one was cut short (a budget,
 a stop, a failure, or fewer epochs). Only a reproduction's differences from the paper are shown;
 runs written before provenance was recorded are **unverified** (their differences are shown).
+
+A reference's ``method`` says how its numbers were evaluated: "plain", or an evaluation-time
+method ("cache": continuous cache pointer, "dynamic": dynamic evaluation, "mc": MC dropout). A
+method's reference stands beside the run's numbers of that method, on a line of its own that
+repeats them, its source marked ``[cache]``: from summary.json (``valid_cache``, ``test_cache``,
+... written at the end of the run) or else the latest ``rnnreg eval`` of the best weights in
+evaluations.json (:mod:`.evaluations`); never beside the plain numbers. The verdict is the run's.
 """
 
 from __future__ import annotations
@@ -17,11 +24,12 @@ import logging
 import math
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config.schema import Reference
+from ..config.schema import ConfigError, Reference
+from .evaluations import EvaluationsError, method_numbers, read_evaluations
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +58,7 @@ class RunRow:
     references: tuple[Reference, ...] = ()
     note: str | None = None
     verdict: str = "unverified"
+    methods: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)  # (valid, test)
 
     @property
     def comparable(self) -> bool:
@@ -72,9 +81,25 @@ def _read_config(path: Path) -> dict[str, Any]:
 
 
 def _references(expect: dict[str, Any]) -> tuple[Reference, ...]:
-    refs = expect.get("references") or []
-    return tuple(Reference(str(r.get("source", "?")), _number(r.get("valid")), _number(r.get("test")))
-                 for r in refs if isinstance(r, dict))
+    out = []
+    for r in expect.get("references") or []:
+        if not isinstance(r, dict):
+            continue
+        try:
+            out.append(Reference(str(r.get("source", "?")), _number(r.get("valid")), _number(r.get("test")),
+                                 str(r.get("method", "plain"))))
+        except ConfigError as err:      # a method this rnnreg does not know: nothing to set it beside
+            log.warning("reference %r left out: %s", r.get("source"), err)
+    return tuple(out)
+
+
+def _method_numbers(run_dir: Path, summary: dict[str, Any], metric: Any) -> dict:
+    try:
+        records = read_evaluations(run_dir)
+    except EvaluationsError as err:
+        log.warning("%s", err)
+        records = []
+    return method_numbers(summary, records, metric if isinstance(metric, str) else None)
 
 
 def _read_run(run_dir: Path) -> RunRow:
@@ -95,7 +120,8 @@ def _read_run(run_dir: Path) -> RunRow:
     status = str(summary.get("status", ""))
     return RunRow(**base, valid=_number(summary.get("valid")), test=_number(summary.get("test")),
                   status=status, epochs=epochs if isinstance(epochs, int) else None,
-                  verdict=verdict(summary.get("provenance"), status))
+                  verdict=verdict(summary.get("provenance"), status),
+                  methods=_method_numbers(run_dir, summary, base["metric"]))
 
 
 def verdict(provenance: Any, status: str) -> str:
@@ -150,21 +176,31 @@ def _diff(ours: float | None, paper: float | None) -> float | None:
 
 
 def _run_lines(row: RunRow) -> list[tuple[str, ...]]:
+    """The run's first line: its plain numbers (with the first plain reference); then a line per
+    further plain reference (our numbers not repeated), then one per method reference, each with
+    our numbers of that method."""
     m = row.metric
-    ours = (row.run, row.preset, m or "-", _fmt(row.valid, m), _fmt(row.test, m))
     tail = (row.status or "-", row.verdict, "-" if row.epochs is None else str(row.epochs))
-    if not row.references:
-        return [(*ours, "-", "-", "-", "-", *tail, "-")]
-    lines = []
-    for i, ref in enumerate(row.references):
-        # A modified or partial run is another experiment: no differences from the paper's numbers.
-        diffs = ((_fmt(_diff(row.valid, ref.valid), m, True), _fmt(_diff(row.test, ref.test), m, True))
-                 if row.comparable else ("-", "-"))
-        paper = (_fmt(ref.valid, m), _fmt(ref.test, m), *diffs)
-        # Only a run's first line repeats our numbers; later lines are further references.
-        lead, end = (ours, tail) if i == 0 else (("",) * 5, ("", "", ""))
-        lines.append((*lead, *paper, *end, ref.source))
+    plain = [ref for ref in row.references if ref.method == "plain"]
+    methods = [ref for ref in row.references if ref.method != "plain"]
+    lines = [(row.run, row.preset, m or "-", _fmt(row.valid, m), _fmt(row.test, m),
+              *(_paper(row, plain[0], row.valid, row.test) if plain else ("-",) * 4), *tail,
+              plain[0].source if plain else "-")]
+    lines += [("",) * 5 + _paper(row, ref, row.valid, row.test) + ("", "", "", ref.source) for ref in plain[1:]]
+    for ref in methods:
+        valid, test = row.methods.get(ref.method, (None, None))
+        lines.append(("", "", "", _fmt(valid, m), _fmt(test, m), *_paper(row, ref, valid, test), "", "", "",
+                      f"{ref.source} [{ref.method}]"))
     return lines
+
+
+def _paper(row: RunRow, ref: Reference, valid: float | None, test: float | None) -> tuple[str, ...]:
+    """The paper's valid and test, and ours minus them: only for a run comparable with the paper
+    (a modified or partial run is another experiment)."""
+    m = row.metric
+    diffs = ((_fmt(_diff(valid, ref.valid), m, True), _fmt(_diff(test, ref.test), m, True))
+             if row.comparable else ("-", "-"))
+    return (_fmt(ref.valid, m), _fmt(ref.test, m), *diffs)
 
 
 def _plain(lines: list[tuple[str, ...]]) -> list[str]:
@@ -188,9 +224,10 @@ def _markdown(lines: list[tuple[str, ...]]) -> list[str]:
 def format_report(rows: list[RunRow], markdown: bool = False) -> str:
     """Format runs as an aligned plain-text table, or a Markdown table if ``markdown``.
 
-    One line per paper reference (the run's first line carries our numbers, status, verdict and
-    epochs); ``diff`` is ours minus the reference, for reproductions and unverified runs only. Runs of one preset are listed together; runs with a
-    ``note`` are left out of the table and listed below it.
+    One line per paper reference (the run's first line carries our plain numbers, status, verdict
+    and epochs; a method's reference line our numbers of that method); ``diff`` is ours minus the
+    reference, for reproductions and unverified runs only. Runs of one preset are listed together;
+    runs with a ``note`` are left out of the table and listed below it.
     """
     if not all(isinstance(r, RunRow) for r in rows):
         raise TypeError("rows must be a list of RunRow (see collect_runs)")

@@ -40,6 +40,8 @@ class ModelSpec:
     head: "lm" (next-token logits), "last" (one prediction per sequence), "every" (one per step),
     "seq2seq" (encoder-decoder). x_mean: GRU-D's imputation fallback (D floats).
     vocab / level / dataset: a language model's token list, "word" or "char", and corpus name.
+    frequency_order: a language model's word ids from most to least frequent in the training split
+    (only for an adaptive softmax, whose clusters are cut in that order).
     """
     input_size: int
     output_size: int
@@ -48,6 +50,7 @@ class ModelSpec:
     vocab: tuple[str, ...] | None = None
     level: str = ""
     dataset: str = ""
+    frequency_order: tuple[int, ...] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain types only, for ``torch.load(weights_only=True)``."""

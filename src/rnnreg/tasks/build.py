@@ -7,6 +7,8 @@ model from the config and the spec without reading its data again).
 
 from __future__ import annotations
 
+import dataclasses
+
 from torch import nn
 
 from ..config import Config, ModelConfig, TaskConfig
@@ -33,7 +35,9 @@ def build_task(config: Config, corpus: Corpus | None = None) -> Task:
                                  variable_bptt=d.variable_bptt, bptt_p=d.bptt_p, bptt_std=d.bptt_std,
                                  min_bptt=d.min_bptt, max_bptt_delta=d.max_bptt_delta, seed=tr.seed,
                                  sample_length=tr.sample_length, sample_temperature=tr.sample_temperature,
-                                 sample_prime=tr.sample_prime, mc_samples=tr.mc_samples)
+                                 sample_prime=tr.sample_prime, mc_samples=tr.mc_samples,
+                                 frequency_order=config.model.softmax == "adaptive",
+                                 **dataclasses.asdict(config.evaluation))  # cache_window=..., dynamic=...
     if t.kind == "adding":
         from .adding import AddingTask
         return AddingTask(seq_len=t.seq_len, valid_size=t.valid_size, **_train_size(t),
@@ -83,7 +87,12 @@ def build_model(config: Config, spec: ModelSpec) -> nn.Module:
     if spec.head == "lm":
         from ..models import RNNLanguageModel, SurprisalZoneoutLM
         lm = dict(layer, embedding_size=m.embedding_size, hidden_sizes=sizes, tie_weights=m.tie_weights,
-                  embed_p=m.embed_p, init_range=m.init_range, return_cells=cells)
+                  embed_p=m.embed_p, init_range=m.init_range, return_cells=cells, softmax=m.softmax)
+        if m.softmax == "adaptive":
+            lm.update(adaptive_cutoffs=m.adaptive_cutoffs, adaptive_div_value=m.adaptive_div_value,
+                      frequency_order=spec.frequency_order)
+        if m.softmax == "mos":
+            lm.update(mos_experts=m.mos_experts, mos_latent_p=m.mos_latent_p)
         if m.surprisal_zoneout:
             return SurprisalZoneoutLM(spec.output_size, temperature=m.surprisal_temperature, **lm)
         return RNNLanguageModel(spec.output_size, **lm)

@@ -29,9 +29,8 @@ def evaluate(model: nn.Module, source: Tensor, bptt: int, *,
     state = None
     for i in range(0, source.shape[0] - 1, bptt):
         x, y = get_batch(source, i, bptt)  # (T, B), (T, B)
-        out = model(x, state)
-        logits = out.logits.float()
-        total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum").item()
+        out = model(x, state, targets=y)
+        total += out.nll.double().sum().item()  # (T, B) -log p(target)
         count += y.numel()
         state = out.state
     if all_sum is not None:

@@ -1,5 +1,6 @@
 """The end of a training run: score the best weights on the test split, let the task add its
-extras (a language model's sample and MC-dropout validation), write the summary."""
+extras (a language model's sample, MC-dropout validation, and its cache-pointer and dynamic
+evaluation scores when ``[evaluation]`` asks), write the summary."""
 
 from __future__ import annotations
 
@@ -51,8 +52,9 @@ def finish_run(config: Config, run: RunDir, task: Task, model: nn.Module, state:
         record({"kind": "eval", "step": state.step, "epoch": summary["epochs"], "split": "test", **scores,
                 "averaged": False, "time": state.elapsed})
         extras = task.finish(model, seed=config.train.seed)
-        if "valid_mc" in extras:
-            summary["valid_mc"] = _rounded(extras["valid_mc"])
+        for key, value in extras.items():  # valid_mc, valid_cache / test_cache / cache (its settings), ...
+            if key != "sample":
+                summary[key] = _rounded(value) if isinstance(value, float) else value
         if "sample" in extras:
             summary["sample"] = extras["sample"]
             write_text_atomic(run.sample, extras["sample"] + "\n")

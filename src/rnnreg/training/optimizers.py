@@ -19,12 +19,14 @@ def build_training_optimizer(optim: OptimConfig, params: Iterable[nn.Parameter])
 
 def build_lr_schedule(optim: OptimConfig, optimizer):
     return build_scheduler(optim.schedule, optimizer, factor=optim.decay_factor,
-                           start_epoch=optim.decay_start_epoch, patience=optim.plateau_patience)
+                           start_epoch=optim.decay_start_epoch, patience=optim.plateau_patience,
+                           milestones=optim.milestones)
 
 
 def finetune_optimizer(optim: OptimConfig, params: Iterable[nn.Parameter]):
-    """AWD-LSTM's finetune.py: averaged SGD from the first step at the base lr, no schedule."""
-    optimizer = NTASGD(params, lr=optim.lr, weight_decay=optim.weight_decay, n=optim.nonmono,
+    """AWD-LSTM's finetune.py: averaged SGD from the first step at the base lr (or
+    ``finetune_lr``, as AWD-LSTM-MoS's finetune commands set), no schedule."""
+    optimizer = NTASGD(params, lr=optim.finetune_lr or optim.lr, weight_decay=optim.weight_decay, n=optim.nonmono,
                        rule=optim.trigger_rule)
     optimizer.start_averaging()
     return optimizer, build_scheduler("none", optimizer, factor=1.0, start_epoch=0, patience=0)
