@@ -123,8 +123,8 @@ def rnnreg_step(config: Config, vocab: int) -> Callable[[Tensor, Tensor, object]
 
     def step(x: Tensor, y: Tensor, hidden):
         hidden = detach(hidden)
-        out = model(x, hidden)
-        ce = F.cross_entropy(out.logits.float().reshape(-1, vocab), y.reshape(-1))  # (T*B, V) vs (T*B,)
+        out = model(x, hidden, targets=y)
+        ce = out.nll.mean()  # (T, B) float32 -log p(target), as the loop's language-model task takes it
         # Every penalty of the preset, built as the training loop builds them.
         terms = penalty_terms(config.penalties, out, model.parameters(), like=ce, incoming=hidden)
         loss = ce + terms.ar + terms.tar + terms.norm_stabilizer + terms.weight
@@ -136,7 +136,8 @@ def rnnreg_step(config: Config, vocab: int) -> Callable[[Tensor, Tensor, object]
 def plain_step(config: Config, vocab: int) -> Callable[[Tensor, Tensor, object], object]:
     """The same step for PlainLM with torch.optim.SGD at the preset's lr and clip."""
     m = config.model
-    sizes = lm_layer_sizes(m.embedding_size, m.hidden_size, m.num_layers, m.hidden_sizes or None, m.tie_weights)
+    sizes = lm_layer_sizes(m.embedding_size, m.hidden_size, m.num_layers, m.hidden_sizes or None, m.tie_weights,
+                           m.softmax)
     model = PlainLM(vocab, m.embedding_size, sizes, m.tie_weights).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=config.optim.lr)
 

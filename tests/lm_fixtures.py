@@ -33,3 +33,23 @@ def tiny_config(folder: Path, out_dir: Path, *extra: str, preset: str = "awd-lst
     """The preset's regularizers and optimizer at a size that trains in a few seconds."""
     overrides = [f"data.dataset={folder}", f"train.out_dir={out_dir}", "train.epochs=2", *TINY, *extra]
     return load_config(preset, overrides)
+
+
+def train_tiny_run(tmp: Path, *extra: str):
+    """A tiny AWD-LSTM run (``tiny_config`` on a generated corpus, one thread, torch's thread
+    count restored after), trained; ``extra``: more overrides, a step budget among them."""
+    import torch
+
+    from rnnreg.runs.run_dir import new_run_dir
+    from rnnreg.training.loop import train
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        config = tiny_config(write_corpus(tmp / "corpus"), tmp / "runs", "train.threads=1", *extra)
+        run = new_run_dir(config.train.out_dir, config.name)
+        run.write_config(config)
+        train(config, run)
+    finally:
+        torch.set_num_threads(threads)
+    return run

@@ -30,7 +30,7 @@ def tiny_overrides(name: str, out: Path, corpus: Path | None = None) -> list[str
         sizes = [24] * (m.num_layers - 1) + [16 if m.tie_weights else 24]
         tiny = [o for o in TINY if not o.startswith(("model.num_layers", "model.tie_weights"))]
         head = ["model.adaptive_cutoffs=[4, 8]"] if m.softmax == "adaptive" else []
-        return [*extra, *tiny, *head, f"data.dataset={corpus}", "train.finetune_epochs=0",
+        return [*extra, *tiny, *head, f"data.dataset={corpus}", "train.finetune_epochs=0", "optim.finetune_lr=0.0",
                 f"model.hidden_sizes={sizes}" if m.hidden_sizes else "model.hidden_size=24"]
     periods = len(m.clockwork_periods)
     extra += [f"model.hidden_size={4 * periods if periods else 8}", "data.batch_size=4", "data.eval_batch_size=8"]

@@ -100,6 +100,9 @@ CASES: list[tuple[str, Callable[[Path], list[str]], str, str | None]] = [
     ("mc-samples-negative", lambda tmp: ["eval", _fake_run(tmp), "--mc-samples", "-1"],
      "--mc-samples must be >= 0", None),
     ("torchrun-uneven-batch", _torchrun_uneven_batch, "must divide evenly over the 2 processes", None),
+    ("adaptive-cutoffs-past-the-vocabulary",
+     lambda tmp: ["train", "quickstart", "model.softmax=adaptive", "model.adaptive_cutoffs=[20, 1000]", OUT],
+     "must stay below the vocabulary size", None),
 ]
 
 

@@ -9,15 +9,13 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from rnnreg.cli import main
 from rnnreg.config import load_config
 from rnnreg.runs.evaluations import read_evaluations
-from rnnreg.runs.run_dir import RunDir, new_run_dir
-from rnnreg.training.loop import train
+from rnnreg.runs.run_dir import RunDir
 
-from lm_fixtures import tiny_config, write_corpus
+from lm_fixtures import train_tiny_run
 from task_fixtures import trained_adding_run
 
 METHODS = ["evaluation.cache_window=40", "evaluation.cache_lambda=0.2", "evaluation.dynamic=true",
@@ -27,18 +25,7 @@ METHODS = ["evaluation.cache_window=40", "evaluation.cache_lambda=0.2", "evaluat
 @pytest.fixture(scope="module")
 def lm_run(tmp_path_factory) -> RunDir:
     """A tiny AWD-LSTM run whose config turns both evaluation-time methods on."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        tmp = tmp_path_factory.mktemp("methods")
-        config = tiny_config(write_corpus(tmp / "corpus"), tmp / "runs", "train.max_steps=12", "train.threads=1",
-                             *METHODS)
-        run = new_run_dir(config.train.out_dir, config.name)
-        run.write_config(config)
-        train(config, run)
-    finally:
-        torch.set_num_threads(threads)
-    return run
+    return train_tiny_run(tmp_path_factory.mktemp("methods"), "train.max_steps=12", *METHODS)
 
 
 def _block(out: str) -> dict[str, tuple[float, float]]:
@@ -87,7 +74,7 @@ def test_eval_cache_prints_the_gain_and_keeps_every_result(lm_run, capsys):
     searched = records[3]["settings"]
     grid = {(a, b): loss for a, b, loss in searched["search"]["grid"]}
     assert records[3]["loss"] == min(grid.values()) == grid[(searched["theta"], searched["lambda"])]
-    assert records[4]["batch_size"] is None and records[4]["settings"] == {}
+    assert records[4]["batch_size"] == 2 and records[4]["settings"] == {}  # the tiny config's test_batch_size
 
 
 @pytest.mark.slow
@@ -143,6 +130,10 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int] | None]:
     (["--dynamic", "--dynamic-decay", "-1"], "--dynamic-decay must be >= 0"),
     (["--dynamic-search", "--dynamic-bptt", "0"], "--dynamic-bptt must be >= 1"),
     (["--cache", "50", "--device", "tpu"], "--device must be cpu, cuda or cuda:N"),
+    (["--cache", "50", "--cache-search", "--cache-lambda", "0.1"],
+     "--cache-search chooses --cache-theta and --cache-lambda itself; drop --cache-lambda"),
+    (["--dynamic-search", "--dynamic-lr", "1e-4"],
+     "--dynamic-search chooses --dynamic-lr and --dynamic-decay itself; drop --dynamic-lr"),
 ])
 def test_bad_combinations_are_one_line_exit_2_and_nothing_written(extra, says, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

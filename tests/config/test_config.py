@@ -119,6 +119,10 @@ def test_overrides_are_typed_and_dotted():
     ("model.adaptive_cutoffs=[5, 3]", "increasing positive"),
     ("model.mos_latent_p=1.0", "model.mos_latent_p must be in [0, 1)"),
     ("optim.milestones=[3]", "only with optim.schedule = 'milestones'"),
+    ("optim.schedule=milestones", "needs optim.milestones"),
+    ("optim.finetune_lr=5.0", "read only with train.finetune_epochs > 0"),
+    ("model.mos_experts=3", "read only with model.softmax = 'mos'"),
+    ("model.adaptive_cutoffs=[3]", "read only with model.softmax = 'adaptive'"),
 ])
 def test_bad_values_are_refused_with_the_key_named(override, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):

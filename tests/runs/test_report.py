@@ -242,7 +242,8 @@ def _method_lines(report, source):
 
 def test_a_method_reference_stands_beside_the_method_s_numbers(tmp_path):
     """The cache reference gets the summary's cache numbers; the plain references keep the plain
-    ones; the dynamic reference, with no number in the summary, the latest evaluations.json record."""
+    ones; the dynamic reference, with no number in the summary, the latest evaluations.json record
+    (marked, and without a difference)."""
     from rnnreg.runs.evaluations import append_evaluations, evaluation_record
 
     run = _run(tmp_path, "z", CACHED, {**_summary("zaremba-small", "ppl", 121.3, 116.0),
@@ -257,8 +258,9 @@ def test_a_method_reference_stands_beside_the_method_s_numbers(tmp_path):
     assert first[3:9] == ["121.30", "116.00", "120.70", "114.50", f"{121.3 - 120.7:+.2f}", f"{116.0 - 114.5:+.2f}"]
     [cache] = _method_lines(report, "Grave et al. 2016 (cache) [cache]")
     assert cache[:6] == ["104.50", "99.25", "100.00", "95.00", f"{104.5 - 100.0:+.2f}", f"{99.25 - 95.0:+.2f}"]
-    [dynamic] = _method_lines(report, "Krause et al. 2017 [dynamic]")
-    assert dynamic[:6] == ["-", "92.50", "-", "90.00", "-", f"{92.5 - 90.0:+.2f}"]
+    # a later `rnnreg eval`'s number may use other settings than the preset's: no difference
+    [dynamic] = _method_lines(report, "Krause et al. 2017 [dynamic, rnnreg eval]")
+    assert dynamic[:6] == ["-", "92.50", "-", "90.00", "-", "-"]
     markdown = format_report(rows, markdown=True)
     row = next(line for line in markdown.splitlines() if "[cache]" in line)
     assert [c.strip() for c in row.strip("|").split(" | ")][3:5] == ["104.50", "99.25"]

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from lm_fixtures import TINY, tiny_config, write_corpus
 from rnnreg import penalties
-from rnnreg.data import batchify, get_batch, shard_columns
+from rnnreg.data import batchify, get_batch, load_dataset, shard_columns
 from rnnreg.training.distributed import Distributed
 from rnnreg.tasks.lm_evaluation import evaluate
 from rnnreg.models import RNNLanguageModel
@@ -225,11 +225,16 @@ def test_training_loop_keeps_ranks_identical(ranks):
     assert summaries[0]["valid"] == summaries[1]["valid"]
 
 
-def test_torchrun_trains_and_only_rank_zero_writes(tmp_path):
+@pytest.mark.parametrize("softmax", ["full", "adaptive"])
+def test_torchrun_trains_and_only_rank_zero_writes(tmp_path, softmax):
     data, out = write_corpus(tmp_path / "corpus", lines=(300, 40, 40)), tmp_path / "runs"
+    # An adaptive softmax whose last cluster holds the two rarest words: most steps give it no
+    # gradient on a rank, which DDP must expect.
+    vocab = len(load_dataset(str(data)).vocab)
+    head = ["model.softmax=adaptive", f"model.adaptive_cutoffs=[4, {vocab - 2}]", "model.adaptive_div_value=2.0"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(WORLD), "--standalone",
            "-m", "rnnreg", "train", "awd-lstm-ptb", f"data.dataset={data}", f"train.out_dir={out}",
-           "train.epochs=1", "train.finetune_epochs=1", *TINY, "--quiet"]
+           "train.epochs=1", "train.finetune_epochs=1", *TINY, *(head if softmax == "adaptive" else []), "--quiet"]
     src = str(Path(__file__).resolve().parents[2] / "src")
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}

@@ -53,6 +53,14 @@ def check_arguments(args: argparse.Namespace) -> None:
     dynamic_options = [f"--dynamic-{n}" for n in _DYNAMIC if getattr(args, f"dynamic_{n}") is not None]
     if not dynamic and dynamic_options:
         raise UsageError(f"{dynamic_options[0]} needs --dynamic")
+    # A search chooses these itself: a value given beside it would be silently dropped.
+    for search, flag, values in (("--cache-search", args.cache_search, (("--cache-theta", args.cache_theta),
+                                                                          ("--cache-lambda", args.cache_lambda))),
+                                 ("--dynamic-search", args.dynamic_search, (("--dynamic-lr", args.dynamic_lr),
+                                                                              ("--dynamic-decay", args.dynamic_decay)))):
+        given = [name for name, value in values if value is not None]
+        if flag and given:
+            raise UsageError(f"{search} chooses {' and '.join(n for n, _ in values)} itself; drop {given[0]}")
     if args.cache is not None and args.cache < 1:
         raise UsageError(f"--cache (the window) must be >= 1, got {args.cache}")
     if args.cache_theta is not None and not 0 <= args.cache_theta < float("inf"):

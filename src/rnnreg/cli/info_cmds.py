@@ -33,7 +33,8 @@ def presets(args: argparse.Namespace) -> int:
         return 0
     for name in preset_names():
         config = load_config(name)
-        refs = "; ".join(f"{r.source}: " + " / ".join(f"{v}" for v in (r.valid, r.test) if v is not None)
+        refs = "; ".join(f"{r.source}{'' if r.method == 'plain' else f' [{r.method}]'}: "
+                         + " / ".join(f"{v}" for v in (r.valid, r.test) if v is not None)
                          for r in config.expect.references)
         say(f"{name:<26} {config.description}" + (f"\n{'':<26} reference: {refs}" if refs else ""))
     return 0

@@ -92,7 +92,11 @@ def evaluate_run(args: argparse.Namespace) -> int:
             kept = [_plain_result(args, metric, scores, time.perf_counter() - start)]
     except ValueError as err:            # MC dropout asked of a task that has none, a split too small
         raise UsageError(str(err)) from None
-    batch = 1 if eval_methods.asked(args) else args.batch_size
+    # The batch size the split was scored with: a language model's is the run's test / eval batch
+    # size unless --batch-size says otherwise (a task's own batching is left unrecorded: None).
+    d, lm = trained.config.data, trained.spec.head == "lm"
+    batch = 1 if eval_methods.asked(args) else (
+        args.batch_size or ((d.test_batch_size if args.split == "test" else d.eval_batch_size) if lm else None))
     append_evaluations(run.path, [evaluation_record(
         method=r["method"], settings=r["settings"], loss=r["loss"], wall_s=r["wall_s"], split=args.split,
         metric=metric, value=r["value"] if "value" in r else metric_value(r["loss"], metric),
@@ -120,7 +124,14 @@ def _device(name: str):
         raise UsageError(f"--device must be cpu, cuda or cuda:N, got {name!r}")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {name}: CUDA is not available here (torch.cuda.is_available() is False)")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device must be cpu, cuda or cuda:N, got {name!r}") from None
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UsageError(f"--device {name}: there {'is' if torch.cuda.device_count() == 1 else 'are'} "
+                         f"{torch.cuda.device_count()} GPU(s) here")
+    return device
 
 
 def generate_text(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Iterator
 
 from ..config import load_config, preset_names
-from ..tasks.build import build_task
+from ..tasks.build import build_task, model_refusal
 from ..training.distributed import Distributed
 from ..training.loop import train
 from ..runs.run_dir import RunDir, new_run_dir, open_run_dir
@@ -74,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
     # Everything a user can get wrong fails here, before anything is written.
     preflight.check(config, resume_dir=run_dir.path if args.resume else None)
     data = build_task(config)
+    refusal = model_refusal(config, data.model_spec())
+    if refusal:
+        raise UsageError(refusal)
     with ExitStack() as held:
         if args.resume:
             if dist.is_main:

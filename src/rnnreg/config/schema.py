@@ -143,6 +143,17 @@ class ModelConfig:
         _require(not (self.softmax == "adaptive" and self.tie_weights) or self.adaptive_div_value == 1.0,
                  "model.tie_weights with the adaptive softmax needs model.adaptive_div_value = 1 "
                  "(every output vector then has the embedding's size)")
+        last = self.hidden_sizes[-1] if self.hidden_sizes else (
+            self.embedding_size if self.tie_weights else self.hidden_size)
+        units = int(last // self.adaptive_div_value ** len(self.adaptive_cutoffs))
+        _require(self.softmax != "adaptive" or units >= 1,
+                 f"model.adaptive_cutoffs: the last tail cluster's projection would have {last} // "
+                 f"{self.adaptive_div_value:g}**{len(self.adaptive_cutoffs)} = {units} units; lower "
+                 "model.adaptive_div_value or use fewer cutoffs")
+        _require(self.softmax == "adaptive" or (not self.adaptive_cutoffs and self.adaptive_div_value == 4.0),
+                 "model.adaptive_cutoffs and model.adaptive_div_value are read only with model.softmax = 'adaptive'")
+        _require(self.softmax == "mos" or (self.mos_experts == 15 and self.mos_latent_p == 0.0),
+                 "model.mos_experts and model.mos_latent_p are read only with model.softmax = 'mos'")
         _require(self.mos_experts >= 1, f"model.mos_experts must be >= 1, got {self.mos_experts}")
         _require(0.0 <= self.mos_latent_p < 1.0, f"model.mos_latent_p must be in [0, 1), got {self.mos_latent_p}")
         _require(self.softmax == "full" or not self.surprisal_zoneout,
@@ -239,6 +250,8 @@ class OptimConfig:
                  f"optim.milestones must be increasing epochs >= 1, got {list(self.milestones)}")
         _require(self.schedule == "milestones" or not self.milestones,
                  "optim.milestones is read only with optim.schedule = 'milestones'")
+        _require(self.schedule != "milestones" or bool(self.milestones),
+                 "optim.schedule = 'milestones' needs optim.milestones, e.g. [25, 35]")
         _require(self.lr > 0.0, f"optim.lr must be > 0, got {self.lr}")
         _require(0.0 <= self.finetune_lr <= MAX_LR, f"optim.finetune_lr must be in [0, {MAX_LR:g}], got {self.finetune_lr}")
         # The optimizers hand lr (Adam: lr / (1 - beta1), the LM loop: times window / bptt) to
@@ -371,6 +384,8 @@ class Config:
 
     def __post_init__(self) -> None:
         _require(bool(self.name) and "/" not in self.name, f"name must be a non-empty word, got {self.name!r}")
+        _require(self.optim.finetune_lr == 0.0 or self.train.finetune_epochs > 0,
+                 "optim.finetune_lr is read only with train.finetune_epochs > 0 (the finetune stage)")
         if self.model.tie_weights and self.model.hidden_sizes and self.model.softmax != "mos":
             _require(self.model.hidden_sizes[-1] == self.model.embedding_size,
                      "model.tie_weights needs the last of model.hidden_sizes to equal model.embedding_size")

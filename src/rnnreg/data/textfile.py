@@ -63,14 +63,11 @@ def read_text(path: str | Path, *, encoding: str = "utf-8") -> str:
         DataError: the file is missing, a folder, unreadable, empty, binary or not UTF-8.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path} is a folder, expected a text file") from None
-    except OSError as err:
-        raise DataError(f"cannot read {path} ({err.strerror or err})") from None
+    with open_text_file(path) as f:
+        try:
+            raw = f.read()
+        except OSError as err:
+            raise DataError(f"cannot read {path} ({err.strerror or err})") from None
     return decode_text(raw, str(path), encoding=encoding)
 
 

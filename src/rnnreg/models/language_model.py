@@ -94,7 +94,9 @@ class RNNLanguageModel(nn.Module):
         non-recurrent connection (the same three), fresh mask each step. The remaining options go to
         every layer (see :class:`rnnreg.layers.base.RecurrentBase`; which cell takes which:
         :mod:`rnnreg.layers.options`). init_range: the embedding and decoder weights start uniform
-        in [-init_range, init_range], the decoder bias at 0 (Zaremba et al.).
+        in [-init_range, init_range], the decoder bias at 0 (Zaremba et al.); an adaptive
+        softmax keeps torch's initialisation of its layers (and so does a tied embedding made of
+        its output vectors).
     softmax: "full"; "adaptive" (Grave et al. 2017) with ``adaptive_cutoffs``,
         ``adaptive_div_value`` and the training split's ``frequency_order`` of the word ids; or
         "mos", a mixture of ``mos_experts`` softmaxes (Yang et al. 2017) with locked dropout

@@ -14,7 +14,9 @@ method ("cache": continuous cache pointer, "dynamic": dynamic evaluation, "mc": 
 method's reference stands beside the run's numbers of that method, on a line of its own that
 repeats them, its source marked ``[cache]``: from summary.json (``valid_cache``, ``test_cache``,
 ... written at the end of the run) or else the latest ``rnnreg eval`` of the best weights in
-evaluations.json (:mod:`.evaluations`); never beside the plain numbers. The verdict is the run's.
+evaluations.json (:mod:`.evaluations`); never beside the plain numbers. The verdict is the run's;
+numbers from a later ``rnnreg eval`` (whose settings may not be the preset's ``[evaluation]``)
+are marked ``rnnreg eval`` and get no difference.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class RunRow:
     note: str | None = None
     verdict: str = "unverified"
     methods: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)  # (valid, test)
+    scored_at_end: frozenset[str] = frozenset()  # methods whose numbers the run's own end scored
 
     @property
     def comparable(self) -> bool:
@@ -121,7 +124,10 @@ def _read_run(run_dir: Path) -> RunRow:
     return RunRow(**base, valid=_number(summary.get("valid")), test=_number(summary.get("test")),
                   status=status, epochs=epochs if isinstance(epochs, int) else None,
                   verdict=verdict(summary.get("provenance"), status),
-                  methods=_method_numbers(run_dir, summary, base["metric"]))
+                  methods=_method_numbers(run_dir, summary, base["metric"]),
+                  scored_at_end=frozenset(m for m in ("cache", "dynamic", "mc")
+                                          if _number(summary.get(f"test_{m}")) is not None
+                                          or _number(summary.get(f"valid_{m}")) is not None))
 
 
 def verdict(provenance: Any, status: str) -> str:
@@ -189,17 +195,21 @@ def _run_lines(row: RunRow) -> list[tuple[str, ...]]:
     lines += [("",) * 5 + _paper(row, ref, row.valid, row.test) + ("", "", "", ref.source) for ref in plain[1:]]
     for ref in methods:
         valid, test = row.methods.get(ref.method, (None, None))
-        lines.append(("", "", "", _fmt(valid, m), _fmt(test, m), *_paper(row, ref, valid, test), "", "", "",
-                      f"{ref.source} [{ref.method}]"))
+        # Numbers from a later `rnnreg eval` may use other settings than the preset's
+        # [evaluation]: shown, but set beside the paper without a difference.
+        at_end = ref.method in row.scored_at_end or ref.method not in row.methods
+        lines.append(("", "", "", _fmt(valid, m), _fmt(test, m), *_paper(row, ref, valid, test, at_end), "", "", "",
+                      f"{ref.source} [{ref.method}{'' if at_end else ', rnnreg eval'}]"))
     return lines
 
 
-def _paper(row: RunRow, ref: Reference, valid: float | None, test: float | None) -> tuple[str, ...]:
+def _paper(row: RunRow, ref: Reference, valid: float | None, test: float | None,
+           comparable: bool = True) -> tuple[str, ...]:
     """The paper's valid and test, and ours minus them: only for a run comparable with the paper
-    (a modified or partial run is another experiment)."""
+    (a modified or partial run is another experiment) and numbers it scored itself."""
     m = row.metric
     diffs = ((_fmt(_diff(valid, ref.valid), m, True), _fmt(_diff(test, ref.test), m, True))
-             if row.comparable else ("-", "-"))
+             if row.comparable and comparable else ("-", "-"))
     return (_fmt(ref.valid, m), _fmt(ref.test, m), *diffs)
 
 

@@ -118,6 +118,17 @@ def build_model(config: Config, spec: ModelSpec) -> nn.Module:
                        hidden_sizes=sizes, return_cells=cells, **layer)
 
 
+def model_refusal(config: Config, spec: ModelSpec) -> str | None:
+    """Why the config's model cannot be built for this data, in one line (None when it can): what
+    the schema cannot know without the data, such as an adaptive softmax's cutoffs against the
+    vocabulary."""
+    m = config.model
+    if spec.head == "lm" and m.softmax == "adaptive" and m.adaptive_cutoffs[-1] >= spec.output_size:
+        return (f"model.adaptive_cutoffs {list(m.adaptive_cutoffs)} must stay below the vocabulary size "
+                f"({spec.output_size:,} words in {spec.dataset or config.data.dataset})")
+    return None
+
+
 def needs_cells(config: Config) -> bool:
     """Whether the model must return its LSTM cell sequences (the norm-stabilizer on cells)."""
     return config.penalties.norm_stabilizer > 0 and config.penalties.norm_stabilizer_on == "cell"

@@ -105,7 +105,10 @@ class Distributed:
         if not self.enabled:
             return model
         ids = [device.index] if device.type == "cuda" else None
-        return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        # An adaptive softmax's tail cluster gets no gradient in a step where no target falls in
+        # it; DDP must then look for such parameters or it waits for their gradients forever.
+        unused = getattr(model, "softmax", "full") == "adaptive"
+        return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=unused)
 
     def sum(self, *values: float) -> list[float]:
         """Element-wise sum of floats over ranks (float64, so token counts stay exact)."""
