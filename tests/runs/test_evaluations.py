@@ -12,9 +12,9 @@ from rnnreg.runs.evaluations import (EvaluationsError, append_evaluations, evalu
                                      method_numbers, read_evaluations)
 
 
-def _record(method="cache", split="test", ppl=100.0, checkpoint="best", overrides=()):
+def _record(method="cache", split="test", ppl=100.0, checkpoint="best", overrides=(), step=10):
     return evaluation_record(method=method, split=split, metric="ppl", loss=4.6, value=ppl, settings={"window": 5},
-                             checkpoint=checkpoint, step=10, batch_size=1, overrides=overrides)
+                             checkpoint=checkpoint, step=step, batch_size=1, overrides=overrides)
 
 
 def test_records_accumulate_one_per_line(tmp_path):
@@ -69,6 +69,14 @@ def test_the_latest_record_of_the_best_weights_on_the_run_s_own_data_counts():
     assert latest_value(records, "cache", "valid", "ppl") == 6.0
     assert latest_value(records, "mc", "test", "ppl") is None
     assert latest_value(records, "cache", "test", "bpc") is None     # a record of another metric
+
+
+def test_a_finished_run_counts_only_records_of_its_best_weights():
+    # Scored at step 10 (the best of a stop), then the run went on and its best became step 30.
+    records = [_record(ppl=90.0, step=10), _record(ppl=80.0, step=30), _record(ppl=70.0, step=10)]
+    assert latest_value(records, "cache", "test", "ppl") == 70.0            # no best step known: the latest
+    assert latest_value(records, "cache", "test", "ppl", best_step=30) == 80.0
+    assert method_numbers({"best_step": 20}, records, "ppl") == {}           # none of those weights
 
 
 def test_the_summary_comes_first_then_the_records():

@@ -176,6 +176,7 @@ def test_step_budget_ends_with_a_validation_and_test(corpus_dir, tmp_path):
     assert summary["steps"] == 7 and summary["status"] == "finished" and summary["test"] is not None
     evals = [r for r in read_metrics(run.metrics) if r["kind"] == "eval" and r["split"] == "valid"]
     assert [r["step"] for r in evals] == [7]
+    assert summary["best_step"] == load_checkpoint(run.best)["step"] == 7  # the weights test was scored from
 
 
 @pytest.mark.parametrize("extra", [

@@ -76,14 +76,18 @@ def evaluation_record(*, method: str, split: str, metric: str, loss: float, valu
             "wall_s": round(wall_s, 1), "rnnreg": __version__}
 
 
-def latest_value(records: list[dict[str, Any]], method: str, split: str, metric: str) -> float | None:
+def latest_value(records: list[dict[str, Any]], method: str, split: str, metric: str,
+                 best_step: int | None = None) -> float | None:
     """The metric of the last record of ``method`` on ``split`` scored from the best weights
-    without overrides other than where the data lives (the weights the run's summary scores)."""
+    without overrides other than where the data lives (the weights the run's summary scores);
+    with ``best_step`` (a finished run's summary says it), only a record of those very weights,
+    not of the best of an earlier stop of a run that went on."""
     for record in reversed(records):
         same_data = all(str(o).startswith(("data.path=", "data.cache_dir=")) for o in record.get("overrides", []))
+        same_weights = best_step is None or record.get("step") == best_step
         value = record.get(metric)
         if (record.get("method"), record.get("split"), record.get("checkpoint")) == (method, split, "best") \
-                and same_data and isinstance(value, (int, float)) and not isinstance(value, bool):
+                and same_data and same_weights and isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
     return None
 
@@ -98,7 +102,7 @@ def method_numbers(summary: dict[str, Any], records: list[dict[str, Any]],
         for split in ("valid", "test"):
             value = summary.get(f"{split}_{method}")
             if not isinstance(value, (int, float)) or isinstance(value, bool):
-                value = latest_value(records, method, split, metric) if metric else None
+                value = latest_value(records, method, split, metric, summary.get("best_step")) if metric else None
             pair.append(None if value is None else float(value))
         if pair != [None, None]:
             out[method] = (pair[0], pair[1])

@@ -44,8 +44,10 @@ def finish_run(config: Config, run: RunDir, task: Task, model: nn.Module, state:
         "params": sum(p.numel() for p in model.parameters())}
     # Rank 0 alone: this needs no other rank, and the others are done once it has the numbers.
     if status == "finished" and dist.is_main and run.best.exists():
-        model.load_state_dict(load_checkpoint(run.best, map_location=device)["model"])
+        best = load_checkpoint(run.best, map_location=device)
+        model.load_state_dict(best["model"])
         model.eval()
+        summary["best_step"] = best["step"]  # which weights valid and test were scored from
         scores = task.evaluate(model, "test")
         summary["test"] = _rounded(scores[task.metric])
         summary["test_scores"] = {k: _rounded(v) for k, v in scores.items()}
