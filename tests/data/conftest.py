@@ -11,8 +11,10 @@ import pytest
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files without writing a log line per request to the test output."""
+
     def log_message(self, *args) -> None:
-        pass
+        return None
 
 
 @pytest.fixture(autouse=True)

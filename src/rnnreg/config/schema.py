@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 
 from ..data.registry import DATASET_NAMES
 from ..layers.options import CELLS, OPTIONS, SINGLE_CELL_TASKS, STACK_CELLS, refusals
+from ..models.adaptive_softmax import last_tail_units
 from .kinds import misapplied
 
 
@@ -145,7 +146,7 @@ class ModelConfig:
                  "(every output vector then has the embedding's size)")
         last = self.hidden_sizes[-1] if self.hidden_sizes else (
             self.embedding_size if self.tie_weights else self.hidden_size)
-        units = int(last // self.adaptive_div_value ** len(self.adaptive_cutoffs))
+        units = last_tail_units(last, self.adaptive_div_value, len(self.adaptive_cutoffs))
         _require(self.softmax != "adaptive" or units >= 1,
                  f"model.adaptive_cutoffs: the last tail cluster's projection would have {last} // "
                  f"{self.adaptive_div_value:g}**{len(self.adaptive_cutoffs)} = {units} units; lower "

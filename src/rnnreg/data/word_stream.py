@@ -24,12 +24,12 @@ import torch
 
 from .errors import DataError
 from .textfile import ENCODINGS, first_nul, open_text_file
+from .tokenize import MISSING  # a held-out word that the training vocabulary lacks
 from .vocab import EOS
 
 BLOCK = 1 << 20  # bytes per block: its word list (~200k str objects) stays near 20 MB
 BOM = b"\xef\xbb\xbf"
 _EOS_GAP = f" {EOS} "
-MISSING = -1  # a held-out word that the training vocabulary lacks (see tokenize.MISSING)
 
 
 @dataclass

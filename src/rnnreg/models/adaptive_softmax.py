@@ -31,6 +31,11 @@ from torch import Tensor, nn
 from ..regularizers.masks import dropout_mask
 
 
+def last_tail_units(in_features: int, div_value: float, clusters: int) -> int:
+    """The units of the last tail cluster's projection, as torch sizes it: in // div^clusters."""
+    return int(in_features // div_value ** clusters)
+
+
 class AdaptiveSoftmax(nn.AdaptiveLogSoftmaxWithLoss):
     """Adaptive softmax over word ids in any order.
 
@@ -41,7 +46,7 @@ class AdaptiveSoftmax(nn.AdaptiveLogSoftmaxWithLoss):
 
     def __init__(self, in_features: int, vocab_size: int, cutoffs: Sequence[int], *, div_value: float = 4.0,
                  frequency_order: Sequence[int] | None = None) -> None:
-        smallest = int(in_features // div_value ** len(cutoffs))
+        smallest = last_tail_units(in_features, div_value, len(cutoffs))
         if smallest < 1:  # torch builds it, but the last cluster's logits would be constant zeros
             raise ValueError(f"the last tail cluster's projection would have {in_features} // "
                              f"{div_value}**{len(cutoffs)} = {smallest} units; lower div_value or use fewer cutoffs")
