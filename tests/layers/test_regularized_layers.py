@@ -220,12 +220,44 @@ def test_bad_calls_are_refused_clearly():
     layer = rnnreg.LSTM(I, H, zoneout_h_p=0.1, implementation="fused")
     with pytest.raises(ValueError, match="cannot run zoneout"):
         layer(torch.randn(3, 2, I))
-    with pytest.raises(ValueError, match="input_size"):
+    with pytest.raises(RuntimeError, match="input_size"):
         rnnreg.LSTM(I, H)(torch.randn(3, 2, I + 1))
-    with pytest.raises(ValueError, match="h_0"):
+    with pytest.raises(RuntimeError, match=r"Expected hidden\[0\] size .*h_0"):
         rnnreg.LSTM(I, H)(torch.randn(3, 2, I), (torch.zeros(1, 3, H), torch.zeros(1, 3, H)))
     with pytest.raises(ValueError, match="zoneout_keep"):
         rnnreg.GRU(I, H)(torch.randn(3, 2, I), zoneout_keep=torch.full((3, 2, 1), 2.0))
     with pytest.raises(ValueError, match="lengths"):
         rnnreg.GRU(I, H)(torch.randn(3, 2, I), lengths=[4, 1])
 
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_a_nan_keep_probability_is_refused(train):
+    """A NaN in zoneout_keep passed both range checks before: training never kept, eval gave NaN."""
+    layer = rnnreg.LSTM(I, H).train(train)
+    keep = torch.full((3, 2, 1), 0.5)
+    keep[1, 0] = float("nan")
+    with pytest.raises(ValueError, match="no NaN"):
+        layer(torch.randn(3, 2, I), zoneout_keep=keep)
+
+
+@pytest.mark.parametrize("cls", [rnnreg.LSTM, rnnreg.GRU, rnnreg.RNN])
+def test_shape_and_flag_errors_match_torch_nn(cls):
+    """torch.nn's exception types, for code that catches them: a non-bool batch_first / bias is a
+    TypeError (batch_first="False" used to become True), a wrong feature count or hidden size a
+    RuntimeError, a 4-D input a ValueError."""
+    ours, theirs = cls, getattr(torch.nn, cls.__name__)
+    for kw in ({"batch_first": "False"}, {"bias": "no"}, {"batch_first": 1}):
+        with pytest.raises(TypeError) as torch_err:
+            theirs(I, H, **kw)
+        with pytest.raises(TypeError, match="should be of type bool") as our_err:
+            ours(I, H, **kw)
+        assert str(our_err.value) == str(torch_err.value)
+    hx = torch.zeros(1, 3, H)
+    hx = (hx, hx) if cls is rnnreg.LSTM else hx
+    for x, state, error in ((torch.randn(3, 2, I + 1), None, RuntimeError), (torch.randn(3, 2, I), hx, RuntimeError),
+                            (torch.randn(3, 2, I, 1), None, ValueError)):
+        with pytest.raises(error):
+            theirs(I, H)(x, state)
+        with pytest.raises(error):
+            ours(I, H)(x, state)

@@ -11,6 +11,10 @@ recurrences instead.
 ``gru_reference`` and ``rnn_reference`` and return the same results, with gradients for the input,
 the initial states, the weights, the biases and the peepholes (masks and zoneout weights get none).
 CPU float32 / float64 only; other devices raise, and the caller falls back to the reference.
+
+Under ``torch.compile`` each of these calls runs eagerly (``torch.compiler.disable``: a graph
+break around the op) because the ops are not yet registered with fake kernels, so tracing them
+would fail; compiled code around them is unaffected.
 """
 
 from __future__ import annotations
@@ -86,6 +90,7 @@ def _build() -> None:
     )
 
 
+@torch.compiler.disable  # reads the file system (the build): never traced
 def fast_available() -> bool:
     """Build (first call only) and load the C++ kernel; False, with a logged warning, if that fails."""
     ok = _state.get("ok")
@@ -207,6 +212,7 @@ class _LSTMFunction(torch.autograd.Function):
                 None, None, None, None)
 
 
+@torch.compiler.disable
 def lstm_fast(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
               b_ih: Tensor | None, b_hh: Tensor | None, peep: Tensor | None = None,
               rec_mask: Tensor | None = None, keep_h: Tensor | None = None,
@@ -252,6 +258,7 @@ class _GRUFunction(torch.autograd.Function):
                 _pick(db_ih, n[4]), _pick(db_hh, n[5]), None, None, None)
 
 
+@torch.compiler.disable
 def gru_fast(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
              b_hh: Tensor | None, rec_mask: Tensor | None = None,
              keep_h: Tensor | None = None, upd_mask: Tensor | None = None) -> Tensor:
@@ -296,6 +303,7 @@ class _RNNFunction(torch.autograd.Function):
                 db_ih, db_hh, None, None, None, None)
 
 
+@torch.compiler.disable
 def rnn_fast(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
              b_hh: Tensor | None, rec_mask: Tensor | None = None,
              keep_h: Tensor | None = None, nonlinearity: str = "tanh",
@@ -324,16 +332,19 @@ def _seed() -> int:
     return int(torch.randint(-2**63, 2**63 - 1, (1,), dtype=torch.int64).item())
 
 
+@torch.compiler.disable
 def fast_dropout_mask(shape: tuple[int, ...] | torch.Size, p: float, like: Tensor) -> Tensor:
     """Entries 0 with probability p, else 1/(1-p), in like's dtype (CPU float32 / float64)."""
     return _ops().dropout_mask(list(shape), float(p), _seed(), like.dtype)
 
 
+@torch.compiler.disable
 def fast_keep_mask(prob: Tensor) -> Tensor:
     """0/1 in prob's dtype and shape, 1 with the per-element probability prob (CPU float32/64)."""
     return _ops().keep_mask(prob.detach(), _seed())
 
 
+@torch.compiler.disable
 def fast_keep_mask_const(shape: tuple[int, ...] | torch.Size, prob: float, like: Tensor) -> Tensor:
     """0/1 in like's dtype, 1 with probability prob; equal to fast_keep_mask(full(shape, prob))
     for the same generator state."""

@@ -83,7 +83,10 @@ class RecurrentBase(nn.Module):
         self.input_size = positive_int("input_size", input_size)
         self.hidden_size = positive_int("hidden_size", hidden_size)
         self.num_layers = positive_int("num_layers", num_layers)
-        self.bias, self.batch_first, self.bidirectional = bool(bias), bool(batch_first), bool(bidirectional)
+        for name, flag in (("bias", bias), ("batch_first", batch_first)):
+            if not isinstance(flag, bool):  # torch.nn's check: "False" must not become True
+                raise TypeError(f"{name} should be of type bool, got: {type(flag).__name__}")
+        self.bias, self.batch_first, self.bidirectional = bias, batch_first, bool(bidirectional)
         self.dropout = check_probability("dropout", dropout)
         self.input_p = check_probability("input_p", input_p)
         self.hidden_p = check_probability("hidden_p", hidden_p)
@@ -187,6 +190,13 @@ class RecurrentBase(nn.Module):
                              "use implementation='auto' or 'stepwise'")
         return self.implementation
 
+    def _kernel_train(self) -> bool:
+        """The fused kernel's training flag: whenever a backward may follow (grad mode on), so
+        that an eval-mode model can still be differentiated on cuDNN. Under ``torch.jit.trace``
+        it is the module's mode, as torch.nn passes it, so the trace does not depend on the grad
+        mode it was checked under."""
+        return self.training if torch.jit.is_tracing() else torch.is_grad_enabled()
+
     def _step_options(self, stochastic: bool) -> StepOptions:
         return StepOptions(cell=self.cell, stochastic=stochastic, recurrent_dropout=self.recurrent_dropout,
                            semeniuta=self.recurrent_dropout_mode == "semeniuta",
@@ -205,8 +215,9 @@ class RecurrentBase(nn.Module):
         return_states / return_cells: also return a RecurrentStates with every layer's sequences.
         """
         seq = SequenceBatch.from_input(input, self.batch_first, lengths)
-        if seq.x.shape[-1] != self.input_size:
-            raise ValueError(f"input has {seq.x.shape[-1]} features, expected input_size={self.input_size}")
+        if seq.x.shape[-1] != self.input_size:  # torch.nn's type and wording
+            raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
+                               f"got {seq.x.shape[-1]}")
         shape = (self.num_layers * self.num_directions, seq.x.shape[1], self.hidden_size)
         h0, c0 = initial_state(hx, seq, shape, self.cell == "lstm")
         stochastic = is_stochastic(self)
@@ -224,7 +235,8 @@ class RecurrentBase(nn.Module):
             c0_l = None if c0 is None else c0[rows]
             if path == "fused":
                 flat = [w for per_dir in weights for w in per_dir[:4] if w is not None]
-                out, hn, cn = fused_layer(fused_op, x, seq.lengths, h0[rows], c0_l, flat, self.bias, dirs == 2)
+                out, hn, cn = fused_layer(fused_op, x, seq.lengths, h0[rows], c0_l, flat, self.bias, dirs == 2,
+                                          self._kernel_train())
                 cell_seq = None
             else:
                 out, hn, cn, cell_seq = stepwise_layer(opts, x, seq.lengths, valid, h0[rows], c0_l, weights, signals[layer])

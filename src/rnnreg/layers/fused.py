@@ -4,6 +4,11 @@ We call the same ATen operators torch.nn.LSTM/GRU/RNN call (``torch.lstm``, ``to
 ``torch.rnn_tanh``, ``torch.rnn_relu``) with weights we computed this step (weight-dropped or
 noised), one layer at a time so every layer's output sequence is available to penalties and to
 the between-layer dropouts. Nothing inside torch.nn is patched.
+
+Under ``torch.compile`` the ATen call runs eagerly (a graph break), which is where torch.nn's own
+LSTM / GRU / RNN break too (dynamo does not trace RNN modules). Traced, torch 2.13 lowers
+``torch.lstm`` on the CPU to ``aten.mkldnn_rnn_layer`` with arguments that op then rejects
+(``TypeError: expected Tensor()`` at the first call) whenever the weights require grad.
 """
 
 from __future__ import annotations
@@ -15,18 +20,18 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 _OPS = {"lstm": torch.lstm, "gru": torch.gru, "tanh": torch.rnn_tanh, "relu": torch.rnn_relu}
 
 
+@torch.compiler.disable
 def fused_layer(op: str, x: Tensor, lengths: Tensor | None, h0: Tensor, c0: Tensor | None,
-                flat_weights: list[Tensor], has_bias: bool, bidirectional: bool
+                flat_weights: list[Tensor], has_bias: bool, bidirectional: bool, train: bool
                 ) -> tuple[Tensor, Tensor, Tensor | None]:
     """Run one layer (both directions when bidirectional).
 
     x (T, B, I); h0, c0 (D, B, H); flat_weights in torch.nn order per direction:
-    w_ih, w_hh[, b_ih, b_hh]. Returns output (T, B, D*H), h_n (D, B, H), c_n (D, B, H) or None.
+    w_ih, w_hh[, b_ih, b_hh]. ``train``: let the kernel keep what backward needs (cuDNN refuses
+    a backward otherwise). Returns output (T, B, D*H), h_n (D, B, H), c_n (D, B, H) or None.
     Padded steps of the output are zero, as pad_packed_sequence leaves them.
     """
     fn = _OPS[op]
-    # cuDNN only keeps what backward needs when told it is training.
-    train = torch.is_grad_enabled()
     if lengths is None:
         hx = [h0, c0] if op == "lstm" else h0
         res = fn(x, hx, flat_weights, has_bias, 1, 0.0, train, bidirectional, False)

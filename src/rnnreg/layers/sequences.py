@@ -96,11 +96,13 @@ def initial_state(hx, seq: SequenceBatch, shape: tuple[int, int, int], lstm: boo
     states = list(hx) if lstm else [hx]
     if seq.unbatched:
         states = [s.unsqueeze(1) for s in states]  # (L*D, H) -> (L*D, 1, H)
-    for name, s in zip(("h_0", "c_0"), states):
+    for n, s in enumerate(states):
         if tuple(s.shape) != shape:
+            # torch.nn's type and wording (RNNBase.check_hidden_size), naming h_0 / c_0 as well.
             want = (shape[0], shape[2]) if seq.unbatched else shape
-            got = tuple(s.squeeze(1).shape) if seq.unbatched else tuple(s.shape)
-            raise ValueError(f"expected {name} of shape {want}, got {got}")
+            got = list(s.squeeze(1).shape) if seq.unbatched else list(s.shape)
+            which = f"hidden[{n}]" if lstm else "hidden"
+            raise RuntimeError(f"Expected {which} size {want}, got {got} ({('h_0', 'c_0')[n]})")
     return states[0], (states[1] if lstm else None)
 
 
@@ -122,7 +124,7 @@ def keep_signals(zoneout_keep, seq: SequenceBatch, num_layers: int) -> list[Tens
             s = s.unsqueeze(1)  # (T, H) -> (T, 1, H)
         elif seq.batch_first and seq.packed is None:
             s = s.transpose(0, 1)  # (B, T, H) -> (T, B, H)
-        if bool(((s < 0) | (s > 1)).any()):
-            raise ValueError("zoneout_keep holds probabilities: every value must lie in [0, 1]")
+        if not bool(((s >= 0) & (s <= 1)).all()):  # a NaN fails both comparisons: refused too
+            raise ValueError("zoneout_keep holds probabilities: every value must lie in [0, 1] (no NaN)")
         out.append(s)
     return out
