@@ -31,6 +31,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from .precision import outside_cpu_autocast
+
 __all__ = ["build_directory", "fast_available", "lstm_fast", "gru_fast", "rnn_fast"]
 
 logger = logging.getLogger(__name__)
@@ -114,6 +116,7 @@ def _ops():
     if not fast_available():
         raise RuntimeError("the rnnreg fast stepwise kernel could not be built (see the log)")
     return torch.ops.rnnreg_fast
+
 
 
 # ------------------------------------------------------------------------------------------------
@@ -213,6 +216,7 @@ class _LSTMFunction(torch.autograd.Function):
 
 
 @torch.compiler.disable
+@outside_cpu_autocast()
 def lstm_fast(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
               b_ih: Tensor | None, b_hh: Tensor | None, peep: Tensor | None = None,
               rec_mask: Tensor | None = None, keep_h: Tensor | None = None,
@@ -259,6 +263,7 @@ class _GRUFunction(torch.autograd.Function):
 
 
 @torch.compiler.disable
+@outside_cpu_autocast(cast_outputs=False)  # as torch.gru: float32 under CPU autocast
 def gru_fast(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
              b_hh: Tensor | None, rec_mask: Tensor | None = None,
              keep_h: Tensor | None = None, upd_mask: Tensor | None = None) -> Tensor:
@@ -304,6 +309,7 @@ class _RNNFunction(torch.autograd.Function):
 
 
 @torch.compiler.disable
+@outside_cpu_autocast()
 def rnn_fast(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
              b_hh: Tensor | None, rec_mask: Tensor | None = None,
              keep_h: Tensor | None = None, nonlinearity: str = "tanh",

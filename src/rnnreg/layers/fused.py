@@ -17,7 +17,14 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from ..kernels.precision import outside_cpu_autocast
+
 _OPS = {"lstm": torch.lstm, "gru": torch.gru, "tanh": torch.rnn_tanh, "relu": torch.rnn_relu}
+
+
+# oneDNN's CPU LSTM has no fp16 primitive (torch.nn.LSTM fails under fp16 autocast): computed
+# in float32, handed on in fp16 as under bf16. GRU and the Elman RNNs run as torch.nn's do.
+_OPS["lstm"] = outside_cpu_autocast(dtypes=(torch.float16,))(torch.lstm)
 
 
 @torch.compiler.disable

@@ -43,7 +43,10 @@ def stepwise_layer(opts: StepOptions, x: Tensor, lengths: Tensor | None, valid: 
     keep_signal broadcastable to (T, B, H). Returns output (T, B, D*H) zero on padded steps,
     h_n and c_n (D, B, H), and the cell sequence (T, B, D*H) for an LSTM (None otherwise).
     """
-    kernel = pick_kernel(opts.cell, x, opts.reference_only)
+    # Under CPU autocast a layer below may hand on bf16 / fp16: the C++ kernel still serves it
+    # (it computes in float32 there, kernels/precision.py).
+    autocast = x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+    kernel = pick_kernel(opts.cell, x.float() if autocast else x, opts.reference_only)
     steps, batch = x.shape[:2]
     hidden = h0.shape[-1]
     shape = (steps, batch, hidden)
