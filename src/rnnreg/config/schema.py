@@ -275,6 +275,7 @@ class TrainConfig:
     seed: int = 1111
     device: str = "auto"               # auto | cpu | cuda | cuda:N
     threads: int = 0                   # torch.set_num_threads (0: torch's default)
+    precision: str = "fp32"            # fp32 | bf16 | fp16 (autocast; fp16 with loss scaling)
     log_every: int = 50                # steps between metric lines
     eval_every: int = 0                # steps between validations (0: once per epoch)
     checkpoint_every: int = 0          # steps between extra checkpoints (0: at validations)
@@ -293,6 +294,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _choice("train.nan_policy", self.nan_policy, ("recover", "stop"))
+        _choice("train.precision", self.precision, ("fp32", "bf16", "fp16"))
         _require(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
         _require(self.log_every >= 1, f"train.log_every must be >= 1, got {self.log_every}")
         for name in ("max_steps", "max_minutes", "threads", "eval_every", "checkpoint_every", "patience",
@@ -351,14 +353,18 @@ METHODS = ("plain", "cache", "dynamic", "mc")   # how a number was evaluated (Re
 class Reference:
     """A published number this preset should reproduce; ``method``: the evaluation it comes
     from (plain; cache: continuous cache pointer; dynamic: dynamic evaluation; mc: MC dropout),
-    so that the report sets it beside our number of the same kind."""
+    so that the report sets it beside our number of the same kind. ``needs``: what the paper's
+    setup has that rnnreg lacks (empty: nothing), so that the report never sets a difference."""
     source: str
     valid: float | None = None
     test: float | None = None
     method: str = "plain"
+    needs: str = ""
 
     def __post_init__(self) -> None:
         _choice("expect.references.method", self.method, METHODS)
+        if not isinstance(self.needs, str):
+            raise ConfigError(f"expect.references.needs must be a string, got {self.needs!r}")
 
 
 @dataclass(frozen=True)

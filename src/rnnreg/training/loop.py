@@ -34,6 +34,7 @@ from .distributed import Distributed
 from .finish import finish_run
 from .optimizers import build_lr_schedule, build_training_optimizer, finetune_optimizer
 from .penalty_terms import PenaltyError, penalty_terms
+from .precision import Precision
 from .progress import NullObserver, Observer
 from .rng import capture_rng, restore_rng
 from .snapshots import Snapshot
@@ -78,6 +79,7 @@ def train(config: Config, run: RunDir, *, resume: bool = False, task: Task | Non
     optimizer = build_training_optimizer(config.optim, model.parameters())
     schedule = build_lr_schedule(config.optim, optimizer)
     stopper = EarlyStopping(config.train.patience) if config.train.patience else None
+    precision = Precision(config.train.precision, device)
     state, carry = TrainingState(), None
     if resume:
         ckpt = load_checkpoint(run.last, map_location=device)
@@ -90,6 +92,7 @@ def train(config: Config, run: RunDir, *, resume: bool = False, task: Task | Non
         if stopper is not None:
             stopper.load_state_dict(ckpt["early_stopping"])
         task.load_state_dict(ckpt["task"])
+        precision.load_state_dict(ckpt.get("precision"))
         restore_rng(ckpt["ranks"][dist.rank]["rng"])
         state, carry = TrainingState.from_dict(ckpt["state"]), ckpt["ranks"][dist.rank]["carry"]
         if dist.is_main:
@@ -123,7 +126,7 @@ def train(config: Config, run: RunDir, *, resume: bool = False, task: Task | Non
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(), "task": task.state_dict(),
                 "early_stopping": stopper.state_dict() if stopper else None,
-                "state": state.as_dict(), "ranks": ranks,
+                "precision": precision.state_dict(), "state": state.as_dict(), "ranks": ranks,
                 # A checkpoint right after a validation is its own rollback point.
                 "rollback": None if good_step == state.step else
                 {"model": good.model, "optimizer": good.optimizer, "step": good_step}})
@@ -174,13 +177,16 @@ def train(config: Config, run: RunDir, *, resume: bool = False, task: Task | Non
             for g in optimizer.param_groups:
                 g["lr"] = g["lr"] * task.lr_scale(batch)
             carry = _detached(carry)                    # truncated BPTT: no gradient into the last batch
-            out, next_carry = task.step(net, batch, carry)
-            main = task.loss(out, batch)
-            # The penalties, each logged apart from the task's loss (zero when off).
+            # train.precision: the forward under autocast (bf16 / fp16), the loss in float32.
+            with precision.autocast():
+                out, next_carry = task.step(net, batch, carry)
+                main = task.loss(out, batch).float()
+            # The penalties, each logged apart from the task's loss (zero when off), in float32.
             terms = _penalties(config, out, model, main, task.lengths(batch), task.incoming_states(carry))
             loss = main + terms.ar + terms.tar + terms.norm_stabilizer + terms.weight
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            precision.backward(loss)                    # fp16: the loss scaled first
+            precision.unscale(optimizer)                # clip the true gradients
             params = [p for p in model.parameters() if p.grad is not None]
             grad_norm = torch.nn.utils.clip_grad_norm_(params, config.optim.clip if config.optim.clip else math.inf)
             main_value = main.item()
@@ -190,8 +196,9 @@ def train(config: Config, run: RunDir, *, resume: bool = False, task: Task | Non
                 state.start_loss = first if math.isfinite(first) else None
             # A NaN or inf anywhere, or a loss that diverged while staying finite: roll back to the
             # last good validation and lower the lr, or stop.
-            problem = _problem(loss.item(), grad_norm.item(), main_value, fields, state.start_loss,
-                               config.train.divergence_factor)
+            # Under fp16 loss scaling an overflowed gradient is the scaler's (it skips the step).
+            problem = _problem(loss.item(), 0.0 if precision.scaling else grad_norm.item(), main_value, fields,
+                               state.start_loss, config.train.divergence_factor)
             if dist.any(problem is not None):
                 for g, lr in zip(optimizer.param_groups, base_lrs):
                     g["lr"] = lr
@@ -202,6 +209,7 @@ def train(config: Config, run: RunDir, *, resume: bool = False, task: Task | Non
                     status, state.done = "failed", True
                     break
                 state.nan_recoveries += 1
+                precision.abandon()
                 good.restore(model, optimizer)
                 factor = config.train.nan_lr_factor ** state.nan_recoveries
                 for g in optimizer.param_groups:
@@ -210,7 +218,7 @@ def train(config: Config, run: RunDir, *, resume: bool = False, task: Task | Non
                 event(f"{problem} at step {state.step + 1}: restored the last good weights, "
                       f"lr x{factor:g}, skipped this batch")
                 continue
-            optimizer.step()
+            precision.step(optimizer)
             for g, lr in zip(optimizer.param_groups, base_lrs):
                 g["lr"] = lr
             # Bookkeeping: the carried state, where the epoch stands, the clock, the log.

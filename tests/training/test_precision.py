@@ -1,0 +1,99 @@
+"""train.precision: bf16 / fp16 autocast in the one training loop, the loss and the penalties in
+float32, fp16 loss scaling whose state survives a resume bit for bit, validation in float32."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from rnnreg.config import ConfigError, load_config
+from rnnreg.runs.checkpoint import load_checkpoint
+from rnnreg.runs.metrics import read_metrics
+from rnnreg.runs.run_dir import new_run_dir
+from rnnreg.training.loop import train
+from rnnreg.training.precision import Precision
+
+from lm_fixtures import tiny_config, write_corpus
+
+VOLATILE = ("time", "tokens_per_s")
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+    return write_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def _run(config, **kw):
+    run = new_run_dir(config.train.out_dir, config.name)
+    run.write_config(config)
+    return run, train(config, run, **kw)
+
+
+def test_the_setting_is_validated():
+    assert load_config("quickstart").train.precision == "fp32"
+    with pytest.raises(ConfigError, match="train.precision"):
+        load_config("quickstart", ["train.precision=fp8"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_a_low_precision_run_learns_with_float32_losses(corpus_dir, tmp_path, precision):
+    """The AWD preset (AR / TAR on, weight drop, zoneout-free fused path) and a zoneout model
+    (the stepwise kernel) both train; the logged loss and penalties are float32 numbers."""
+    for extra in ([], ["model.zoneout_h_p=0.1", "model.zoneout_c_p=0.1"]):
+        config = tiny_config(corpus_dir, tmp_path / precision / str(len(extra)), "train.threads=1",
+                             "optim.optimizer=adam", "optim.lr=0.01", f"train.precision={precision}", *extra)
+        run, summary = _run(config)
+        steps = [r for r in read_metrics(run.metrics) if r["kind"] == "step"]
+        assert summary["status"] == "finished" and all(math.isfinite(r["loss"]) for r in steps)
+        assert steps[-1]["loss"] < steps[0]["loss"] - 0.5          # it learns
+        assert steps[0]["penalties"]["ar"] > 0 and steps[0]["penalties"]["tar"] > 0
+        ckpt = load_checkpoint(run.last)
+        assert ("scale" in ckpt["precision"]) == (precision == "fp16")
+        assert all(v.dtype == torch.float32 for v in ckpt["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.slow
+def test_an_fp16_run_resumes_bit_for_bit_with_its_loss_scale(corpus_dir, tmp_path):
+    config = tiny_config(corpus_dir, tmp_path, "train.epochs=1", "train.threads=1", "train.precision=fp16")
+    whole_run, whole = _run(config)
+    calls = {"n": 0}
+
+    def stop_after_20():
+        calls["n"] += 1
+        return calls["n"] == 20
+
+    part_run, stopped = _run(config, stop_requested=stop_after_20)
+    assert stopped["status"] == "stopped"
+    scale = load_checkpoint(part_run.last)["precision"]["scale"]
+    resumed = train(config, part_run, resume=True)
+    assert (resumed["valid"], resumed["test"]) == (whole["valid"], whole["test"])
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in VOLATILE} for r in rs if r["kind"] != "event"]
+    assert strip(read_metrics(part_run.metrics)) == strip(read_metrics(whole_run.metrics))
+    assert scale > 0
+
+
+def test_fp16_skips_an_overflowed_step_and_lowers_its_scale():
+    """GradScaler's contract, through Precision: an inf gradient is not applied, and the scale
+    halves; a rollback (abandon) leaves the scaler ready for the next step."""
+    layer = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(layer.parameters(), lr=0.1)
+    precision = Precision("fp16", torch.device("cpu"))
+    before = layer.weight.detach().clone()
+    scale = precision.scaler.get_scale()
+    precision.backward(layer(torch.tensor([[1e30, 1e30]])).sum() * 1e30)
+    precision.unscale(opt)
+    precision.step(opt)
+    assert torch.equal(layer.weight, before) and precision.scaler.get_scale() == scale / 2
+    opt.zero_grad()
+    precision.backward(layer(torch.ones(1, 2)).sum())
+    precision.unscale(opt)
+    precision.abandon()
+    opt.zero_grad()
+    precision.backward(layer(torch.ones(1, 2)).sum())
+    precision.unscale(opt)                                         # not "already unscaled"
+    precision.step(opt)
+    assert not torch.equal(layer.weight, before)
+    assert Precision("fp32", torch.device("cpu")).state_dict() == {}
