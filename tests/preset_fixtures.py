@@ -28,7 +28,9 @@ def tiny_overrides(name: str, out: Path, corpus: Path | None = None) -> list[str
              "train.checkpoint_every=0"]
     if kind == "lm":
         sizes = [24] * (m.num_layers - 1) + [16 if m.tie_weights else 24]
-        tiny = [o for o in TINY if not o.startswith(("model.num_layers", "model.tie_weights"))]
+        # TINY's lr 20 is an SGD rate; Adam presets keep their own (an IRNN diverges at Adam lr 20).
+        drop = ("model.num_layers", "model.tie_weights") + (("optim.lr",) if config.optim.optimizer == "adam" else ())
+        tiny = [o for o in TINY if not o.startswith(drop)]
         head = ["model.adaptive_cutoffs=[4, 8]"] if m.softmax == "adaptive" else []
         return [*extra, *tiny, *head, f"data.dataset={corpus}", "train.finetune_epochs=0", "optim.finetune_lr=0.0",
                 f"model.hidden_sizes={sizes}" if m.hidden_sizes else "model.hidden_size=24"]

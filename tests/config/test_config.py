@@ -12,6 +12,7 @@ from rnnreg.config import (Config, ConfigError, apply_overrides, config_from_dic
 
 PAPER_PRESETS = {"zaremba-small", "zaremba-medium", "zaremba-large", "awd-lstm-ptb", "awd-lstm-ptb-finetune",
                  "awd-lstm-wt2", "awd-lstm-wt2-finetune", "zoneout-word-ptb", "zoneout-char-ptb",
+                 "zoneout-char-ptb-baseline",
                  "norm-stabilizer-char-ptb", "awd-lstm-ptb-cache", "awd-lstm-wt2-cache", "awd-lstm-mos-ptb",
                  "awd-lstm-mos-ptb-finetune", "awd-lstm-mos-wt2", "awd-lstm-mos-wt2-finetune", "awd-lstm-enwik8",
                  "awd-lstm-char-ptb", "awd-lstm-ptb-dynamic", "awd-lstm-wt2-dynamic", "awd-lstm-mos-ptb-dynamic",
@@ -45,6 +46,7 @@ def test_every_preset_loads_round_trips_and_builds(name):
 def test_preset_numbers_match_the_papers():
     refs = {n: [(r.valid, r.test) for r in load_config(n).expect.references] for n in PAPER_PRESETS}
     assert refs["zaremba-small"] == [(120.7, 114.5)]
+    assert refs["zoneout-char-ptb"] == [(1.362, 1.27)] and refs["zoneout-char-ptb-baseline"] == [(1.466, 1.356)]
     assert refs["zaremba-medium"] == [(86.2, 82.7)]
     assert refs["zaremba-large"] == [(82.2, 78.4)]
     assert refs["awd-lstm-ptb"] == [(61.2, 58.8)]
@@ -179,3 +181,27 @@ def test_stored_run_config_with_model_dropout_still_loads(caplog):
     assert stored == {"name": "old-run", "model": {"dropout": 0.5, "hidden_size": 16}}  # not modified
     with pytest.raises(ConfigError, match="one setting"):
         config_from_dict({"model": {"dropout": 0.5, "nonrecurrent_p": 0.2}})
+
+
+@pytest.mark.parametrize("cell", ["irnn", "tanh", "trec"])
+def test_norm_stabilizer_rows_are_pairs_differing_in_beta_alone(cell):
+    """Krueger & Memisevic 2016 compare beta 0 and 500 per cell: each row is two presets whose
+    configs differ in penalties.norm_stabilizer only (the report's scaled pair relies on it)."""
+    from rnnreg.runs.provenance import config_diff
+
+    on, off = load_config(f"norm-stabilizer-char-ptb-{cell}"), load_config(f"norm-stabilizer-char-ptb-{cell}-beta0")
+    assert on.penalties.norm_stabilizer == 500.0 and off.penalties.norm_stabilizer == 0.0
+    assert set(config_diff(dataclasses.replace(off, name=on.name, description=on.description), on)) == \
+        {"penalties.norm_stabilizer"}
+    assert on.model.cell == ("irnn" if cell == "irnn" else "rnn")
+    assert cell == "irnn" or on.model.nonlinearity == cell
+    assert on.data.dataset == "ptb-char" and on.model.zoneout_c_p == on.model.zoneout_h_p == 0.0
+
+
+def test_the_zoneout_char_ptb_baseline_differs_from_zoneout_char_ptb_in_zoneout_alone():
+    from rnnreg.runs.provenance import config_diff
+
+    zoneout, baseline = load_config("zoneout-char-ptb"), load_config("zoneout-char-ptb-baseline")
+    same_name = dataclasses.replace(baseline, name=zoneout.name, description=zoneout.description,
+                                    expect=zoneout.expect)
+    assert set(config_diff(same_name, zoneout)) == {"model.zoneout_c_p", "model.zoneout_h_p"}

@@ -92,3 +92,17 @@ def test_git_commit_reads_head_and_refs(tmp_path):
     assert git_commit(tmp_path / "src" / "pkg") == "b" * 40
     (tmp_path / ".git" / "HEAD").write_text("c" * 40 + "\n")            # detached
     assert git_commit(tmp_path / "src") == "c" * 40
+
+
+def test_fewer_epochs_are_the_full_schedule_only_under_the_presets_own_early_stopping(tmp_path):
+    """zoneout-char-ptb allows 2000 epochs with patience 25: a run that stopped early with the
+    preset's epochs ran its full schedule; one told train.epochs=8 did not (it is scaled)."""
+    from rnnreg.runs.provenance import collect_provenance
+
+    def full(*overrides):
+        config = load_config("zoneout-char-ptb", list(overrides))
+        return collect_provenance(config, task=None, status="finished", epochs=8, steps=100, wall_s=10.0,
+                                  device=torch.device("cpu"), budget_spent=False)["full_schedule"]
+
+    assert full() is True
+    assert full("train.epochs=8") is False

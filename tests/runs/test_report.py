@@ -277,3 +277,60 @@ def test_a_method_reference_without_our_number_and_a_modified_run_show_no_differ
     assert sorted(line[:6] for line in lines) == [["-", "-", "100.00", "95.00", "-", "-"],    # no cache number yet
                                                   ["-", "99.00", "100.00", "95.00", "-", "-"]]  # modified: no diff
     assert "X [beam]" not in report and "reference 'X' left out" in caplog.text
+
+
+def test_a_run_that_changed_only_its_size_and_epochs_is_scaled_with_the_values_named():
+    """Scaled down (Krueger & Memisevic's 1 x 1000 RNN at 256 units for 8 epochs): named with the
+    values, not also "partial" for running its own epochs; any other change makes it "modified"."""
+    from rnnreg.runs.report import verdict
+
+    scaled = {"model.hidden_size": "1000 -> 256", "train.epochs": "2000 -> 8"}
+    assert verdict(_provenance(scaled, epochs=8, full=False), "finished") == \
+        "scaled: model.hidden_size 1000 -> 256, train.epochs 2000 -> 8"
+    # Cut short inside its own schedule: still partial.
+    assert verdict(_provenance(scaled, "max_minutes", epochs=3, full=False), "finished") == \
+        "scaled: model.hidden_size 1000 -> 256, train.epochs 2000 -> 8; partial: max_minutes"
+    assert verdict(_provenance(scaled, epochs=3, full=False), "stopped") == \
+        "scaled: model.hidden_size 1000 -> 256, train.epochs 2000 -> 8; partial: stopped"
+    # Size alone, fewer epochs than the preset's without train.epochs changed: partial.
+    assert verdict(_provenance({"model.hidden_size": "200 -> 64"}, epochs=5, full=False), "finished") == \
+        "scaled: model.hidden_size 200 -> 64; partial: 5 of 13 epochs"
+    assert verdict(_provenance(scaled | {"optim.lr": "0.002 -> 0.001"}, epochs=8, full=False), "finished") == \
+        "modified: model.hidden_size, optim.lr, train.epochs"
+
+
+def test_a_scaled_run_keeps_the_paper_numbers_but_no_difference(tmp_path):
+    summary = {**_summary("zaremba-small", "ppl", 150.0, 140.0, epochs=4),
+               "provenance": _provenance({"model.hidden_size": "200 -> 64", "train.epochs": "13 -> 4"},
+                                         epochs=4, full=False)}
+    _run(tmp_path, "scaled", ZAREMBA, summary)
+    row, = collect_runs(tmp_path)
+    assert row.verdict.startswith("scaled: ") and not row.comparable
+    line = format_report([row]).splitlines()[2].split()
+    assert line[3:9] == ["150.00", "140.00", "120.70", "114.50", "-", "-"]
+
+
+def test_a_reference_that_needs_what_rnnreg_lacks_is_named_and_never_compared(tmp_path):
+    """zoneout-pmnist's 95.9% is zoneout with recurrent batch normalization (authors' README),
+    which rnnreg has not: the report says so even for a reproduction, and sets no difference."""
+    config = """name = "zoneout-pmnist"
+[[expect.references]]
+source = "Krueger et al. 2017"
+test = 95.9
+needs = "recurrent batch normalization"
+"""
+    _run(tmp_path, "pmnist", config, {**_summary("zoneout-pmnist", "accuracy", 97.0, 96.5, epochs=13),
+                                      "provenance": _provenance()})
+    row, = collect_runs(tmp_path)
+    assert row.verdict == "reproduction" and row.references[0].needs == "recurrent batch normalization"
+    text = format_report([row], markdown=True)
+    assert "needs recurrent batch normalization: not in rnnreg, not comparable" in text
+    assert "+" not in text.split("| pmnist |")[1].split("|")[7]     # no signed difference
+    assert "| - | - |" in text
+
+
+def test_the_shipped_zoneout_pmnist_reference_says_what_it_needs():
+    from rnnreg.config import load_config
+
+    ref, = load_config("zoneout-pmnist").expect.references
+    assert ref.test == 95.9 and "recurrent batch normalization" in ref.needs

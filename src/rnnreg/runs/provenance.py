@@ -42,9 +42,11 @@ def collect_provenance(config: Config, *, task: Any, status: str, epochs: int, s
         "config_diff": config_diff(config, preset) if preset is not None else None,
         "stopped_by": stopped,
         "epochs": epochs, "steps": steps, "preset_epochs": preset_epochs,
-        # the run's schedule ended as the preset's does: all its epochs, or its own early stopping
+        # the run's schedule ended as the preset's does: all its epochs, or the preset's early
+        # stopping (fewer epochs only count if the run was allowed the preset's number)
         "full_schedule": bool(preset is not None and status == "finished" and stopped is None
-                              and (epochs >= preset_epochs or preset.train.patience > 0)),
+                              and (epochs >= preset_epochs
+                                   or (preset.train.patience > 0 and config.train.epochs >= preset_epochs))),
         "wall_s": round(wall_s, 1), "peak_memory": peak_memory(device)}
 
 

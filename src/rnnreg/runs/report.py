@@ -6,8 +6,11 @@ A run directory holds ``summary.json`` (our valid/test metric, status, epochs, p
 Each run gets a verdict from its provenance (``runs/provenance.py``): a **reproduction** ran its
 preset's config (apart from where data and outputs live and the hardware) for the preset's full
 schedule; a **modified** run changed settings (named); a **partial** one was cut short (a budget,
-a stop, a failure, or fewer epochs). Only a reproduction's differences from the paper are shown;
-runs written before provenance was recorded are **unverified** (their differences are shown).
+a stop, a failure, or fewer epochs); a **scaled** one changed only its size or epoch count
+(:data:`SCALE_KEYS`, values named). Only a reproduction's differences from the paper are shown;
+runs written before provenance was recorded are **unverified** (their differences are shown). A
+reference that ``needs`` what rnnreg lacks (zoneout-pmnist's recurrent batch normalization) is
+shown with what it needs and never gets a difference.
 
 A reference's ``method`` says how its numbers were evaluated: "plain", or an evaluation-time
 method ("cache": continuous cache pointer, "dynamic": dynamic evaluation, "mc": MC dropout). A
@@ -90,7 +93,7 @@ def _references(expect: dict[str, Any]) -> tuple[Reference, ...]:
             continue
         try:
             out.append(Reference(str(r.get("source", "?")), _number(r.get("valid")), _number(r.get("test")),
-                                 str(r.get("method", "plain"))))
+                                 str(r.get("method", "plain")), str(r.get("needs", ""))))
         except ConfigError as err:      # a method this rnnreg does not know: nothing to set it beside
             log.warning("reference %r left out: %s", r.get("source"), err)
     return tuple(out)
@@ -130,18 +133,31 @@ def _read_run(run_dir: Path) -> RunRow:
                                           or _number(summary.get(f"valid_{m}")) is not None))
 
 
+# Settings that scale a preset down (or up) without changing its method: a run that changed only
+# these is "scaled", named with the values, and its own schedule is not "partial".
+SCALE_KEYS = frozenset({"model.hidden_size", "model.hidden_sizes", "model.embedding_size",
+                        "model.num_layers", "train.epochs"})
+
+
 def verdict(provenance: Any, status: str) -> str:
-    """"reproduction", "modified: KEYS", "partial: WHY" (both when both), or "unverified" (no
-    provenance: a summary from before rnnreg recorded it)."""
+    """"reproduction", "scaled: KEY OLD -> NEW, ...", "modified: KEYS", "partial: WHY" (with one
+    of the two before it when both), or "unverified" (no provenance: a summary from before rnnreg
+    recorded it)."""
     if not isinstance(provenance, dict):
         return "unverified"
     diff = provenance.get("config_diff")
     parts = []
     if provenance.get("preset") is None or not isinstance(diff, dict):
         parts.append("modified: not a preset")
+    elif diff and set(diff) <= SCALE_KEYS:
+        parts.append("scaled: " + ", ".join(f"{key} {diff[key]}" for key in sorted(diff)))
     elif diff:
         parts.append("modified: " + ", ".join(sorted(diff)))
-    if not provenance.get("full_schedule"):
+    # A run that set its own train.epochs and finished them, with no budget or signal, ran its
+    # own schedule: the changed key is named above, and it is not also "partial".
+    own_schedule = (isinstance(diff, dict) and "train.epochs" in diff and status == "finished"
+                    and provenance.get("stopped_by") is None)
+    if not provenance.get("full_schedule") and not own_schedule:
         why = provenance.get("stopped_by") or (status if status != "finished" else None)
         if why is None and provenance.get("preset_epochs") is not None:
             why = f"{provenance.get('epochs')} of {provenance['preset_epochs']} epochs"
@@ -191,16 +207,21 @@ def _run_lines(row: RunRow) -> list[tuple[str, ...]]:
     methods = [ref for ref in row.references if ref.method != "plain"]
     lines = [(row.run, row.preset, m or "-", _fmt(row.valid, m), _fmt(row.test, m),
               *(_paper(row, plain[0], row.valid, row.test) if plain else ("-",) * 4), *tail,
-              plain[0].source if plain else "-")]
-    lines += [("",) * 5 + _paper(row, ref, row.valid, row.test) + ("", "", "", ref.source) for ref in plain[1:]]
+              _source(plain[0]) if plain else "-")]
+    lines += [("",) * 5 + _paper(row, ref, row.valid, row.test) + ("", "", "", _source(ref)) for ref in plain[1:]]
     for ref in methods:
         valid, test = row.methods.get(ref.method, (None, None))
         # Numbers from a later `rnnreg eval` may use other settings than the preset's
         # [evaluation]: shown, but set beside the paper without a difference.
         at_end = ref.method in row.scored_at_end or ref.method not in row.methods
         lines.append(("", "", "", _fmt(valid, m), _fmt(test, m), *_paper(row, ref, valid, test, at_end), "", "", "",
-                      f"{ref.source} [{ref.method}{'' if at_end else ', rnnreg eval'}]"))
+                      f"{_source(ref)} [{ref.method}{'' if at_end else ', rnnreg eval'}]"))
     return lines
+
+
+def _source(ref: Reference) -> str:
+    """The reference's source; one that needs what rnnreg lacks says so (and gets no difference)."""
+    return f"{ref.source} (needs {ref.needs}: not in rnnreg, not comparable)" if ref.needs else ref.source
 
 
 def _paper(row: RunRow, ref: Reference, valid: float | None, test: float | None,
@@ -209,7 +230,7 @@ def _paper(row: RunRow, ref: Reference, valid: float | None, test: float | None,
     (a modified or partial run is another experiment) and numbers it scored itself."""
     m = row.metric
     diffs = ((_fmt(_diff(valid, ref.valid), m, True), _fmt(_diff(test, ref.test), m, True))
-             if row.comparable and comparable else ("-", "-"))
+             if row.comparable and comparable and not ref.needs else ("-", "-"))
     return (_fmt(ref.valid, m), _fmt(ref.test, m), *diffs)
 
 
