@@ -71,3 +71,29 @@ def test_the_upcast_is_logged_once_and_off_autocast_nothing_changes(caplog):
         kernel(a, a)
     assert out.dtype == torch.bfloat16 and calls[-1] == (torch.float32, False)   # computed in float32
     assert sum("computing in float32" in r.message for r in caplog.records) == 1
+
+
+def test_under_autocast_the_stepwise_layers_still_run_the_c_kernel(monkeypatch):
+    """A layer below hands bf16 on; the C++ kernel must still be the one picked (not the slow
+    reference), computing in float32 inside."""
+    from rnnreg.kernels import fast
+
+    if not fast.fast_available():
+        pytest.skip("the C++ extension could not be built here")
+    calls = []
+    real = fast.lstm_fast
+    monkeypatch.setattr(fast, "lstm_fast", lambda *a, **k: calls.append(a[0].dtype) or real(*a, **k))
+    layer = rnnreg.LSTM(3, 8, num_layers=2, zoneout_h_p=0.1).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = layer(torch.randn(6, 2, 3))
+    assert len(calls) == 2 and calls[1] == torch.bfloat16 and out.dtype == torch.bfloat16
+
+
+def test_a_float64_layer_is_left_to_float64_under_autocast():
+    layer = rnnreg.LSTM(3, 8, zoneout_h_p=0.1).double().eval()
+    x = torch.randn(6, 2, 3, dtype=torch.float64)
+    want = layer(x)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = layer(x)
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, want)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import rnnreg
+from rnnreg.kernels.fast import fast_available
 
 I, H, T, B = 3, 4, 5, 2
 STEPWISE = [("lstm", {"zoneout_h_p": 0.3, "zoneout_c_p": 0.2}), ("lstm", {"peepholes": True}),
@@ -25,6 +26,7 @@ def _penalty_grads(layer, x):
     return x.grad, layer.weight_hh_l0.grad
 
 
+@pytest.mark.skipif(not fast_available(), reason="the C++ extension could not be built here")
 @pytest.mark.parametrize("cell,kw", STEPWISE, ids=[f"{c}-{'-'.join(k) or 'plain'}" for c, k in STEPWISE])
 @pytest.mark.parametrize("train", [False, True])
 def test_the_stepwise_kernel_refuses_a_second_backward(cell, kw, train):

@@ -97,3 +97,29 @@ def test_fp16_skips_an_overflowed_step_and_lowers_its_scale():
     precision.step(opt)
     assert not torch.equal(layer.weight, before)
     assert Precision("fp32", torch.device("cpu")).state_dict() == {}
+
+
+@pytest.mark.slow
+def test_a_gradient_that_stays_non_finite_under_fp16_is_a_fault_not_an_overflow(corpus_dir, tmp_path, monkeypatch):
+    """The scaler skips overflowed steps and halves its scale; a gradient still NaN once the
+    scale is below 1 is no overflow, and the NaN policy takes over (here: stop, status failed),
+    rather than a run that skips every step and "finishes" having learned nothing."""
+    import rnnreg.training.loop as loop
+
+    build = loop.build_model
+
+    def poisoned(config, spec):
+        model = build(config, spec)
+        next(model.parameters()).register_hook(lambda g: torch.full_like(g, float("nan")))
+        return model
+
+    monkeypatch.setattr(loop, "build_model", poisoned)
+    config = tiny_config(corpus_dir, tmp_path, "train.threads=1", "train.precision=fp16", "train.nan_policy=stop",
+                         "train.max_steps=60")
+    run, summary = _run(config)
+    records = read_metrics(run.metrics)
+    scales = [r["loss_scale"] for r in records if r["kind"] == "step"]
+    assert summary["status"] == "failed"
+    assert scales[0] == 65536.0 / 2 and scales[-1] < 1.0 and len(scales) < 25    # halved at every skip
+    assert all(b == a / 2 for a, b in zip(scales, scales[1:]))
+    assert any(r["kind"] == "event" and "non-finite" in r["message"] for r in records)

@@ -18,6 +18,9 @@ from ..models.adaptive_softmax import last_tail_units
 from .kinds import misapplied
 
 
+PRECISIONS = ("fp32", "bf16", "fp16")    # train.precision (rnnreg.training.precision)
+
+
 class ConfigError(ValueError):
     """A config that cannot be used: unknown key, wrong type, value out of range."""
 
@@ -294,7 +297,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _choice("train.nan_policy", self.nan_policy, ("recover", "stop"))
-        _choice("train.precision", self.precision, ("fp32", "bf16", "fp16"))
+        _choice("train.precision", self.precision, PRECISIONS)
         _require(self.epochs >= 1, f"train.epochs must be >= 1, got {self.epochs}")
         _require(self.log_every >= 1, f"train.log_every must be >= 1, got {self.log_every}")
         for name in ("max_steps", "max_minutes", "threads", "eval_every", "checkpoint_every", "patience",

@@ -19,12 +19,10 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from ..kernels.precision import outside_cpu_autocast
 
-_OPS = {"lstm": torch.lstm, "gru": torch.gru, "tanh": torch.rnn_tanh, "relu": torch.rnn_relu}
-
-
 # oneDNN's CPU LSTM has no fp16 primitive (torch.nn.LSTM fails under fp16 autocast): computed
 # in float32, handed on in fp16 as under bf16. GRU and the Elman RNNs run as torch.nn's do.
-_OPS["lstm"] = outside_cpu_autocast(dtypes=(torch.float16,))(torch.lstm)
+_OPS = {"lstm": outside_cpu_autocast(dtypes=(torch.float16,))(torch.lstm), "gru": torch.gru,
+        "tanh": torch.rnn_tanh, "relu": torch.rnn_relu}
 
 
 @torch.compiler.disable

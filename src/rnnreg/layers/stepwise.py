@@ -46,7 +46,8 @@ def stepwise_layer(opts: StepOptions, x: Tensor, lengths: Tensor | None, valid: 
     # Under CPU autocast a layer below may hand on bf16 / fp16: the C++ kernel still serves it
     # (it computes in float32 there, kernels/precision.py).
     autocast = x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
-    kernel = pick_kernel(opts.cell, x.float() if autocast else x, opts.reference_only)
+    like = x.new_empty(0, dtype=torch.float32) if autocast and x.dtype != torch.float64 else x
+    kernel = pick_kernel(opts.cell, like, opts.reference_only)
     steps, batch = x.shape[:2]
     hidden = h0.shape[-1]
     shape = (steps, batch, hidden)

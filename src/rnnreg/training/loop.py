@@ -197,8 +197,8 @@ def train(config: Config, run: RunDir, *, resume: bool = False, task: Task | Non
             # A NaN or inf anywhere, or a loss that diverged while staying finite: roll back to the
             # last good validation and lower the lr, or stop.
             # Under fp16 loss scaling an overflowed gradient is the scaler's (it skips the step).
-            problem = _problem(loss.item(), 0.0 if precision.scaling else grad_norm.item(), main_value, fields,
-                               state.start_loss, config.train.divergence_factor)
+            problem = _problem(loss.item(), 0.0 if precision.skips_non_finite() else grad_norm.item(), main_value,
+                               fields, state.start_loss, config.train.divergence_factor)
             if dist.any(problem is not None):
                 for g, lr in zip(optimizer.param_groups, base_lrs):
                     g["lr"] = lr
@@ -232,7 +232,7 @@ def train(config: Config, run: RunDir, *, resume: bool = False, task: Task | Non
             clock = now
             if state.step % config.train.log_every == 0 or state.step == 1:
                 record({"kind": "step", "step": state.step, "epoch": state.epoch, "lr": base_lrs[0],
-                        "loss": main_value, **fields, "penalties": terms.record(),
+                        "loss": main_value, **fields, **precision.fields(), "penalties": terms.record(),
                         "grad_norm": grad_norm.item(), "time": state.elapsed, f"{task.unit}_per_s": rate})
             observer.on_step(state.step, state.position, main_value, rate)
             # Budgets, periodic validations and checkpoints, stop requests: decided together by

@@ -5,7 +5,8 @@ products in the low precision, the weights and the optimizer's state in float32 
 copy, the loss and the penalties in float32 (the loop upcasts them). fp16's narrow range needs
 loss scaling: a ``torch.amp.GradScaler`` scales the loss before backward, unscales the gradients
 before clipping, skips a step whose gradients overflowed and lowers its scale (an overflow is the
-scaler's business, not a divergence). Its state goes into every checkpoint, so a resume is exact.
+scaler's business, not a divergence, until the scale falls below 1: a gradient that is still not
+finite then is a fault). Its state goes into every checkpoint, so a resume is exact.
 Validation and test run in float32.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 
 import torch
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+from ..config.schema import PRECISIONS
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -38,6 +39,16 @@ class Precision:
     def scaling(self) -> bool:
         """Whether gradients are loss-scaled (fp16): an overflow then skips the step."""
         return self.scaler.is_enabled()
+
+    def skips_non_finite(self) -> bool:
+        """Whether a non-finite gradient is the scaler's to skip: fp16 while its scale can still
+        come down (>= 1). One that stays non-finite below that is a fault, not an overflow, and
+        the loop treats it as it treats a NaN (rollback or stop)."""
+        return self.scaling and self.scaler.get_scale() >= 1.0
+
+    def fields(self) -> dict[str, float]:
+        """For the step's log line: fp16's current loss scale (it halves at each skipped step)."""
+        return {"loss_scale": self.scaler.get_scale()} if self.scaling else {}
 
     def backward(self, loss: torch.Tensor) -> None:
         self.scaler.scale(loss).backward()
