@@ -53,3 +53,23 @@ def train_tiny_run(tmp: Path, *extra: str):
     finally:
         torch.set_num_threads(threads)
     return run
+
+
+def run_config(config: Config, **kw):
+    """A new run directory for ``config`` (its config written), trained: (run, summary)."""
+    from rnnreg.runs.run_dir import new_run_dir
+    from rnnreg.training.loop import train
+
+    run = new_run_dir(config.train.out_dir, config.name)
+    run.write_config(config)
+    return run, train(config, run, **kw)
+
+
+def stop_after(n: int):
+    """A ``stop_requested`` callback that asks the loop to stop at its ``n``-th poll (one per step)."""
+    calls = {"n": 0}
+
+    def requested() -> bool:
+        calls["n"] += 1
+        return calls["n"] == n
+    return requested

@@ -11,24 +11,15 @@ import torch
 from rnnreg.config import ConfigError, load_config
 from rnnreg.runs.checkpoint import load_checkpoint
 from rnnreg.runs.metrics import read_metrics
-from rnnreg.runs.run_dir import new_run_dir
 from rnnreg.training.loop import train
 from rnnreg.training.precision import Precision
 
-from lm_fixtures import tiny_config, write_corpus
-
-VOLATILE = ("time", "tokens_per_s")
+from lm_fixtures import run_config as _run, stop_after, tiny_config, write_corpus
 
 
 @pytest.fixture(scope="module")
 def corpus_dir(tmp_path_factory):
     return write_corpus(tmp_path_factory.mktemp("corpus"))
-
-
-def _run(config, **kw):
-    run = new_run_dir(config.train.out_dir, config.name)
-    run.write_config(config)
-    return run, train(config, run, **kw)
 
 
 def test_the_setting_is_validated():
@@ -59,18 +50,13 @@ def test_a_low_precision_run_learns_with_float32_losses(corpus_dir, tmp_path, pr
 def test_an_fp16_run_resumes_bit_for_bit_with_its_loss_scale(corpus_dir, tmp_path):
     config = tiny_config(corpus_dir, tmp_path, "train.epochs=1", "train.threads=1", "train.precision=fp16")
     whole_run, whole = _run(config)
-    calls = {"n": 0}
-
-    def stop_after_20():
-        calls["n"] += 1
-        return calls["n"] == 20
-
-    part_run, stopped = _run(config, stop_requested=stop_after_20)
+    part_run, stopped = _run(config, stop_requested=stop_after(20))
     assert stopped["status"] == "stopped"
     scale = load_checkpoint(part_run.last)["precision"]["scale"]
     resumed = train(config, part_run, resume=True)
     assert (resumed["valid"], resumed["test"]) == (whole["valid"], whole["test"])
-    strip = lambda rs: [{k: v for k, v in r.items() if k not in VOLATILE} for r in rs if r["kind"] != "event"]
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in ("time", "tokens_per_s")}
+                        for r in rs if r["kind"] != "event"]
     assert strip(read_metrics(part_run.metrics)) == strip(read_metrics(whole_run.metrics))
     assert scale > 0
 
