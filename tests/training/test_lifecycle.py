@@ -16,7 +16,7 @@ from rnnreg.tasks.build import build_task
 from rnnreg.training.loop import _problem, train
 from rnnreg.training.state import TrainingState
 
-from lm_fixtures import tiny_config, write_corpus
+from lm_fixtures import stop_after, tiny_config, write_corpus
 
 VOLATILE = ("time", "tokens_per_s")
 
@@ -39,15 +39,6 @@ def files(run: RunDir) -> dict:
 
 def stable(run: RunDir) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in VOLATILE} for r in read_metrics(run.metrics)]
-
-
-def stop_after(n: int):
-    calls = {"n": 0}
-
-    def stop() -> bool:
-        calls["n"] += 1
-        return calls["n"] == n
-    return stop
 
 
 @pytest.mark.slow
