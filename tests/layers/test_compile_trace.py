@@ -1,12 +1,12 @@
-"""The fused path under torch.compile and torch.jit.trace, as torch.nn's layers allow them.
+"""rnnreg's layers under torch.compile, torch.export and torch.jit.trace.
 
-torch.compile crashed on every plain rnnreg layer (torch 2.13 lowers torch.lstm to an
-mkldnn_rnn_layer call its schema rejects once the weights require grad); the ATen call now runs
-eagerly, a graph break where torch.nn's RNN modules break too. torch.jit.trace failed its
-default check because the kernel's training flag followed the grad mode; under tracing it is the
-module's mode, as torch.nn passes it. The stepwise configurations failed under compile (their C++
-ops had no fake kernels, the mask seed was read with .item()); those calls now run eagerly
-inside the compiled module, with the same random stream as eager."""
+Being torch.nn.LSTM / GRU / RNN subclasses, they are treated by dynamo as torch.nn's are: a
+compiled layer runs eagerly unless ``torch._dynamo.config.allow_rnn=True``, and then it is traced. Traced, the stepwise configurations go through
+the registered C++ ops (fake kernels, autograd) and compile with ``fullgraph=True``, as do the
+fused GRU and Elman RNN. The fused LSTM's ATen call stays a graph break: torch 2.13 lowers
+torch.lstm on the CPU to an mkldnn_rnn_layer call its schema rejects (torch.nn.LSTM itself
+fails under fullgraph). torch.jit.trace failed its default check because the kernel's training
+flag followed the grad mode; under tracing it is the module's mode, as torch.nn passes it."""
 
 from __future__ import annotations
 
@@ -25,6 +25,13 @@ def _fresh_dynamo():
     torch._dynamo.reset()
     yield
     torch._dynamo.reset()
+
+
+@pytest.fixture
+def allow_rnn():
+    """Let dynamo trace into torch.nn RNN modules (and so into ours), as torch.nn's users do."""
+    with torch._dynamo.config.patch(allow_rnn=True):
+        yield
 
 
 @pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
@@ -66,19 +73,63 @@ STEPWISE = [(rnnreg.LSTM, {"zoneout_h_p": 0.1, "zoneout_c_p": 0.2}), (rnnreg.LST
             (rnnreg.LSTM, {"weight_p": 0.3, "input_p": 0.2, "output_p": 0.2, "weight_noise_std": 0.01})]
 
 
-@pytest.mark.parametrize("cls,kw", STEPWISE, ids=[f"{c.__name__}-{'-'.join(k)}" for c, k in STEPWISE])
+IDS = [f"{c.__name__}-{'-'.join(k)}" for c, k in STEPWISE]
+
+
+def _fused_lstm(layer) -> bool:
+    """Whether this call runs torch's LSTM kernel, which no compiler traces (module docstring)."""
+    return isinstance(layer, rnnreg.LSTM) and layer._path(layer.training, None, False) == "fused"
+
+
+@pytest.mark.parametrize("cls,kw", STEPWISE, ids=IDS)
 @pytest.mark.parametrize("mode", ["eval", "train"])
-def test_every_regularizer_compiles_and_draws_eager_s_masks(cls, kw, mode):
-    """Same seed, same masks: the compiled module's outputs and gradients equal eager's. Masks
-    drawn by torch ops inside the graph (weight drop, locked dropout, weight noise) follow
-    inductor's own generator unless told to fall back to eager's, as torch.nn.Dropout's do."""
+def test_every_regularizer_compiles_and_draws_eager_s_masks(cls, kw, mode, allow_rnn):
+    """Same seed, same masks: the compiled module's outputs and gradients equal eager's, in one
+    graph wherever torch's kernels allow it. Masks drawn by torch ops inside the graph (weight
+    drop, locked dropout, weight noise) follow inductor's own generator unless told to fall back
+    to eager's, as torch.nn.Dropout's do; the C++ ops take a seed drawn the same way."""
     import torch._inductor.config as inductor_config
 
     torch.manual_seed(0)
     layer = getattr(cls(3, 4, **kw), mode)()
     x = torch.randn(6, 2, 3)
     with inductor_config.patch(fallback_random=True):
-        _compare_with_eager(layer, torch.compile(layer), x)
+        _compare_with_eager(layer, torch.compile(layer, fullgraph=not _fused_lstm(layer)), x)
+
+
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_without_allow_rnn_dynamo_refuses_the_layer_as_it_refuses_torch_nn_s(cls):
+    """A subclass of torch.nn's class, the compiled layer falls back to eager (a full graph is
+    refused with dynamo's own message), exactly as a compiled torch.nn layer does."""
+    x = torch.randn(6, 2, 3)
+    for layer in (cls(3, 4, zoneout_h_p=0.2).eval(), getattr(torch.nn, cls.__name__)(3, 4)):
+        torch._dynamo.reset()
+        with pytest.raises(Exception, match="RNN, GRU, or LSTM"):
+            torch.compile(layer, fullgraph=True)(x)
+        torch._dynamo.reset()
+        torch.testing.assert_close(torch.compile(layer)(x)[0], layer(x)[0])
+
+
+@pytest.mark.parametrize("cls,kw", STEPWISE, ids=IDS)
+def test_every_configuration_exports_in_eval(cls, kw):
+    torch.manual_seed(0)
+    layer = cls(3, 4, num_layers=2, **kw).eval()
+    x = torch.randn(6, 2, 3)
+    exported = torch.export.export(layer, (x,))
+    x2 = torch.randn(6, 2, 3)  # the program is not specialised to the example's values
+    torch.testing.assert_close(exported.module()(x2)[0], layer(x2)[0])
+
+
+def test_a_trace_in_training_draws_fresh_masks_at_every_call():
+    """The masks' seed is a traced tensor, not a constant baked into the trace."""
+    layer = rnnreg.LSTM(3, 4, zoneout_h_p=0.5, zoneout_c_p=0.5, recurrent_dropout=0.5)
+    x = torch.randn(6, 2, 3)
+    traced = torch.jit.trace(layer, (x,), check_trace=False)  # random by design: no re-run check
+    assert not torch.equal(traced(x)[0], traced(x)[0])
+    torch.manual_seed(3)
+    got = traced(x)[0]
+    torch.manual_seed(3)
+    torch.testing.assert_close(got, layer(x)[0])
 
 
 def _compare_with_eager(layer, compiled, x):
@@ -93,3 +144,15 @@ def _compare_with_eager(layer, compiled, x):
     torch.testing.assert_close(got, want)
     for name in want_grads:
         torch.testing.assert_close(got_grads[name], want_grads[name], msg=name)
+
+
+def test_a_stepwise_layer_compiles_in_one_graph_under_cpu_autocast(allow_rnn):
+    """The float32 upcast around the C++ op (kernels/precision.py) logs from eager code only, so
+    it does not break the graph."""
+    layer = rnnreg.LSTM(3, 4, zoneout_h_p=0.2).eval()
+    x = torch.randn(6, 2, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = torch.compile(layer, fullgraph=True)(x)[0]
+        want = layer(x)[0]
+    assert got.dtype == want.dtype == torch.bfloat16
+    torch.testing.assert_close(got, want)

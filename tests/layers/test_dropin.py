@@ -108,3 +108,75 @@ def test_float32_paths_agree():
         results[path] = run(layer, x)
     assert_same(results["stepwise"], results["reference"], atol=1e-5)
     assert_same(results["fused"], results["reference"], atol=1e-5)
+
+
+@pytest.mark.parametrize("nn_cls,our_cls,extra", CASES)
+def test_the_layers_are_torch_nn_subclasses_with_torch_s_attributes(nn_cls, our_cls, extra):
+    """isinstance and type-based dispatch see them; mode / proj_size / all_weights /
+    _flat_weights are torch.nn's, so code reading them (init loops, summaries) works unchanged."""
+    ref, ours = pair(nn_cls, our_cls, extra, num_layers=2, bidirectional=True)
+    assert isinstance(ours, nn_cls)
+    assert (ours.mode, ours.proj_size) == (ref.mode, ref.proj_size)
+    assert ours._flat_weights_names == ref._flat_weights_names
+    assert ours._all_weights == ref._all_weights
+    for got, want in zip(ours.all_weights, ref.all_weights):
+        for a, b in zip(got, want):
+            assert torch.equal(a, b)
+
+
+def test_peephole_weights_are_part_of_all_weights_but_not_of_torch_s_flat_list():
+    layer = rnnreg.LSTM(3, 4, peepholes=True)
+    assert [w.shape for w in layer.all_weights[0]][-1] == (12,)
+    assert "weight_ch_l0" not in layer._flat_weights_names  # torch's kernels never see it
+
+
+def test_to_and_copies_keep_the_weight_cache_in_step():
+    """torch.nn's _apply refreshes _flat_weights after .to(); deepcopy and pickle keep it."""
+    import copy
+    import pickle
+
+    layer = rnnreg.GRU(3, 4, num_layers=2).double()
+    assert all(w.dtype == torch.float64 for w in layer._flat_weights)
+    x = torch.randn(5, 2, 3, dtype=torch.double)
+    for clone in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
+        assert all(a is getattr(clone, n) for a, n in zip(clone._flat_weights, clone._flat_weights_names))
+        torch.testing.assert_close(clone(x)[0], layer(x)[0])
+
+
+def test_torch_s_dynamic_quantization_leaves_the_layers_in_float():
+    """quantize_dynamic maps by exact type: it leaves rnnreg's layers (peepholes, zoneout, which
+    its quantized LSTM could not run) as they are instead of breaking them."""
+    model = torch.nn.Sequential(rnnreg.LSTM(3, 4, peepholes=True))
+    quantized = torch.ao.quantization.quantize_dynamic(model, {torch.nn.LSTM}, dtype=torch.qint8)
+    assert type(quantized[0]) is rnnreg.LSTM
+    x = torch.randn(5, 2, 3)
+    torch.testing.assert_close(quantized[0](x)[0], model[0](x)[0])
+
+
+@pytest.mark.parametrize("kwargs,error,message", [
+    ({"batch_first": "False"}, TypeError, "batch_first should be of type bool"),
+    ({"bias": 1}, TypeError, "bias should be of type bool"),
+    ({"dropout": 1.5}, ValueError, "dropout should be a number in range"),
+    ({"hidden_size": 4.0}, TypeError, "hidden_size should be of type int"),
+    ({"hidden_size": 0}, ValueError, "hidden_size must be greater than zero"),
+    ({"input_size": -1}, ValueError, "input_size must be greater than zero"),
+    ({"num_layers": 0}, ValueError, "num_layers must be greater than zero"),
+])
+@pytest.mark.parametrize("nn_cls,our_cls,extra", CASES[:3])
+def test_bad_arguments_raise_what_torch_raises(nn_cls, our_cls, extra, kwargs, error, message):
+    args = {"input_size": 3, "hidden_size": 4} | kwargs
+    for cls in (nn_cls, our_cls):
+        with pytest.raises(error, match=message):
+            cls(**args, **extra)
+
+
+def test_dropout_on_one_layer_warns_as_torch_does():
+    with pytest.warns(UserWarning, match="non-zero dropout expects num_layers greater than 1"):
+        rnnreg.LSTM(3, 4, dropout=0.5)
+
+
+def test_projections_are_refused_after_torch_s_own_checks():
+    with pytest.raises(ValueError, match="proj_size has to be smaller than hidden_size"):
+        rnnreg.LSTM(3, 4, proj_size=4)
+    with pytest.raises(ValueError, match="proj_size .* not supported by rnnreg"):
+        rnnreg.LSTM(3, 4, proj_size=2)

@@ -35,7 +35,8 @@ def outside_cpu_autocast(dtypes: tuple[torch.dtype, ...] = (torch.bfloat16, torc
                     or any(isinstance(a, torch.Tensor) and a.dtype == torch.float64 for a in args)):
                 return kernel(*args, **kwargs)
             dtype = torch.get_autocast_dtype("cpu")
-            if (kernel.__name__, dtype) not in _logged:
+            # Logged from eager code only: a logging call would break a compiled graph.
+            if not torch.compiler.is_compiling() and (kernel.__name__, dtype) not in _logged:
                 _logged.add((kernel.__name__, dtype))
                 logger.info("%s under CPU autocast: computing in float32, outputs cast to %s", kernel.__name__, dtype)
             with torch.autocast("cpu", enabled=False):

@@ -28,6 +28,7 @@ from .options import refusals
 from .sequences import SequenceBatch, initial_state, keep_signals
 from .states import RecurrentStates
 from .stepwise import StepOptions, stepwise_layer
+from .torch_arguments import check_torch_arguments, flat_weight_names, torch_mode
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
@@ -39,8 +40,12 @@ def positive_int(name: str, value: int) -> int:
     return value
 
 
-class RecurrentBase(nn.Module):
-    """Shared arguments (every one composable with every other and with every cell):
+class RecurrentBase(nn.RNNBase):
+    """The body of rnnreg.LSTM / GRU / RNN, which also subclass torch.nn.LSTM / GRU / RNN: torch.nn's
+    attributes (``mode``, ``proj_size``, ``all_weights``, ...) and methods (``_apply``, pickling)
+    hold, while the parameters, ``forward`` and ``reset_parameters`` are rnnreg's.
+
+    Shared arguments (every one composable with every other and with every cell):
 
     input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional: as torch.nn;
         ``dropout`` keeps exactly its torch meaning: fresh-mask dropout on the outputs of every
@@ -69,8 +74,11 @@ class RecurrentBase(nn.Module):
                  zoneout_c_p: float = 0.0, peepholes: bool = False, forget_bias: float | None = None,
                  nonlinearity: str = "tanh", trec_threshold: float = 1.0,
                  recurrent_init: str = "default", implementation: str = "auto",
-                 mc_dropout: bool = False) -> None:
-        super().__init__()
+                 mc_dropout: bool = False, proj_size: int = 0) -> None:
+        nn.Module.__init__(self)  # not RNNBase.__init__: the parameters are built below, as ours
+        check_torch_arguments(input_size, hidden_size, num_layers, bias, batch_first, dropout, proj_size)
+        if proj_size:
+            raise ValueError(f"proj_size (LSTM with projections) is not supported by rnnreg, got {proj_size}")
         # The option table (rnnreg.layers.options) decides which cell takes which option; a cell
         # refuses an option it does not have rather than ignoring it.
         given = locals()
@@ -80,14 +88,10 @@ class RecurrentBase(nn.Module):
         if found:
             raise found[0].error(found[0].message)
         self.cell = cell
-        self.input_size = positive_int("input_size", input_size)
-        self.hidden_size = positive_int("hidden_size", hidden_size)
-        self.num_layers = positive_int("num_layers", num_layers)
-        for name, flag in (("bias", bias), ("batch_first", batch_first)):
-            if not isinstance(flag, bool):  # torch.nn's check: "False" must not become True
-                raise TypeError(f"{name} should be of type bool, got: {type(flag).__name__}")
+        self.mode, self.proj_size = torch_mode(cell, nonlinearity), 0
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first, self.bidirectional = bias, batch_first, bool(bidirectional)
-        self.dropout = check_probability("dropout", dropout)
+        self.dropout = float(dropout)
         self.input_p = check_probability("input_p", input_p)
         self.hidden_p = check_probability("hidden_p", hidden_p)
         self.output_p = check_probability("output_p", output_p)
@@ -107,6 +111,9 @@ class RecurrentBase(nn.Module):
         self.implementation = implementation
         self.mc_dropout = bool(mc_dropout)
         self._register_weights(device, dtype)
+        self._flat_weights_names, self._all_weights = flat_weight_names(
+            [tuple(n for n in names if n in self._parameters) for per_dir in self._names for names in per_dir])
+        self._init_flat_weights()  # torch.nn's cache of the weights, refreshed by its _apply
         self.reset_parameters()
 
     @property

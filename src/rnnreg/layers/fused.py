@@ -5,10 +5,10 @@ We call the same ATen operators torch.nn.LSTM/GRU/RNN call (``torch.lstm``, ``to
 noised), one layer at a time so every layer's output sequence is available to penalties and to
 the between-layer dropouts. Nothing inside torch.nn is patched.
 
-Under ``torch.compile`` the ATen call runs eagerly (a graph break), which is where torch.nn's own
-LSTM / GRU / RNN break too (dynamo does not trace RNN modules). Traced, torch 2.13 lowers
-``torch.lstm`` on the CPU to ``aten.mkldnn_rnn_layer`` with arguments that op then rejects
-(``TypeError: expected Tensor()`` at the first call) whenever the weights require grad.
+Under ``torch.compile`` the LSTM's ATen call runs eagerly (a graph break, where torch.nn.LSTM
+breaks too): traced, torch 2.13 lowers ``torch.lstm`` on the CPU to ``aten.mkldnn_rnn_layer`` with
+arguments that op then rejects (``TypeError: expected Tensor()``), which also makes
+torch.nn.LSTM fail under ``fullgraph=True``. The GRU and Elman calls trace, as torch.nn's do.
 """
 
 from __future__ import annotations
@@ -21,11 +21,10 @@ from ..kernels.precision import outside_cpu_autocast
 
 # oneDNN's CPU LSTM has no fp16 primitive (torch.nn.LSTM fails under fp16 autocast): computed
 # in float32, handed on in fp16 as under bf16. GRU and the Elman RNNs run as torch.nn's do.
-_OPS = {"lstm": outside_cpu_autocast(dtypes=(torch.float16,))(torch.lstm), "gru": torch.gru,
+_OPS = {"lstm": torch.compiler.disable(outside_cpu_autocast(dtypes=(torch.float16,))(torch.lstm)), "gru": torch.gru,
         "tanh": torch.rnn_tanh, "relu": torch.rnn_relu}
 
 
-@torch.compiler.disable
 def fused_layer(op: str, x: Tensor, lengths: Tensor | None, h0: Tensor, c0: Tensor | None,
                 flat_weights: list[Tensor], has_bias: bool, bidirectional: bool, train: bool
                 ) -> tuple[Tensor, Tensor, Tensor | None]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from torch import nn
+
 from .base import RecurrentBase
 
 
-class GRU(RecurrentBase):
+class GRU(RecurrentBase, nn.GRU):
     """Drop-in for ``torch.nn.GRU`` (Cho et al. 2014; torch.nn's gate order r, z, n).
 
     Zoneout applies to h (``zoneout_h_p``); the Semeniuta recurrent-dropout variant drops the

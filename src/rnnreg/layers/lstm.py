@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from torch import nn
+
 from .base import RecurrentBase
 
 
-class LSTM(RecurrentBase):
+class LSTM(RecurrentBase, nn.LSTM):
     """Drop-in for ``torch.nn.LSTM`` (same arguments, parameter names, shapes and results).
 
     LSTM-specific arguments:
@@ -24,8 +26,7 @@ class LSTM(RecurrentBase):
                  proj_size: int = 0, device=None, dtype=None, *, peepholes: bool = False,
                  forget_bias: float | None = None, zoneout_h_p: float = 0.0,
                  zoneout_c_p: float = 0.0, **regularizers) -> None:
-        if proj_size:
-            raise ValueError("proj_size (LSTM with projections) is not supported by rnnreg.LSTM")
         super().__init__("lstm", input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, device, dtype, peepholes=peepholes, forget_bias=forget_bias,
-                         zoneout_h_p=zoneout_h_p, zoneout_c_p=zoneout_c_p, **regularizers)
+                         zoneout_h_p=zoneout_h_p, zoneout_c_p=zoneout_c_p, proj_size=proj_size,
+                         **regularizers)

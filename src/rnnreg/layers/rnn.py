@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from torch import nn
+
 from .base import RecurrentBase
 
 
-class RNN(RecurrentBase):
+class RNN(RecurrentBase, nn.RNN):
     """Drop-in for ``torch.nn.RNN``.
 
     nonlinearity: "tanh", "relu" (both on torch.nn's fused kernels) or "trec", the thresholded

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch.utils.cpp_extension
 
-from rnnreg.kernels import fast
-from rnnreg.kernels.fast import build_directory
+from rnnreg.kernels import build
+from rnnreg.kernels.build import build_directory
 
 
 def test_two_prefixes_give_two_directories(tmp_path):
@@ -50,6 +50,6 @@ def test_the_build_uses_that_directory(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
     monkeypatch.setattr(torch.utils.cpp_extension, "load", lambda **kw: calls.append(kw))
-    fast._build()
+    build._build()
     assert [Path(c["build_directory"]) for c in calls] == [build_directory()]
     assert build_directory().is_dir()
