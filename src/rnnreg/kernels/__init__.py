@@ -1,4 +1,5 @@
-"""Stepwise recurrences: a fast C++ CPU kernel and its plain-autograd reference twin."""
+"""Stepwise recurrences: a fast C++ CPU kernel, the device-generic step loop (Triton pointwise
+kernels on GPUs), and their plain-autograd reference twin."""
 
 from __future__ import annotations
 
@@ -16,13 +17,19 @@ FAST_DTYPES = (torch.float32, torch.float64)
 def pick_kernel(cell: str, like: torch.Tensor, reference_only: bool = False) -> Callable:
     """Return the stepwise function for ``cell`` ('lstm', 'gru', 'rnn').
 
-    The C++ kernel serves float32/float64 CPU tensors; anything else (CUDA, half precision, or a
-    machine where the extension cannot be built) runs the reference twin, which is correct on every
-    device but launches one small kernel per operation per step.
+    The C++ kernel serves float32/float64 CPU tensors. Every other device, and half precision on
+    the CPU, runs the step loop (``kernels/steploop.py``: per step one GEMM and one fused
+    pointwise pass, Triton kernels where Triton runs, torch ops elsewhere). The reference twin
+    serves ``reference_only`` and a CPU where the extension cannot be built.
     """
-    if not reference_only and like.device.type == "cpu" and like.dtype in FAST_DTYPES:
+    if reference_only:
+        return getattr(reference, f"{cell}_reference")
+    if like.device.type == "cpu" and like.dtype in FAST_DTYPES:
         from . import fast
 
         if fast.fast_available():
             return getattr(fast, f"{cell}_fast")
-    return getattr(reference, f"{cell}_reference")
+        return getattr(reference, f"{cell}_reference")
+    from . import steploop  # picks Triton or torch pointwise itself (steploop.pointwise_for)
+
+    return getattr(steploop, f"{cell}_steploop")

@@ -68,8 +68,8 @@ def _dense(grad: Tensor | None) -> Tensor | None:
     return None if grad is None else grad.contiguous()
 
 
-def _check_trained(saved: Tensor) -> None:
-    if saved.numel() == 0:
+def _check_trained(ctx) -> None:
+    if not ctx.trained:
         raise RuntimeError("rnnreg stepwise op called with train=False cannot be differentiated")
 
 
@@ -118,6 +118,7 @@ def _lstm_setup(ctx, inputs, output) -> None:
     x, h0, c0, w_ih, w_hh, _, _, peep, rec_mask, keep_h, keep_c, upd_mask, _ = inputs
     ctx.mark_non_differentiable(*output[2:])
     ctx.set_materialize_grads(False)
+    ctx.trained = inputs[-1]  # train: the kernel kept what backward reads
     ctx.has_peep = peep is not None
     ctx.save_for_backward(x, h0, c0, w_ih, w_hh, peep, rec_mask, keep_h, keep_c, upd_mask, *output)
 
@@ -126,7 +127,7 @@ def _lstm_backward(ctx, dhs, dcs, *_):
     if dhs is None and dcs is None:
         return (None,) * 13
     saved = ctx.saved_tensors
-    _check_trained(saved[12])
+    _check_trained(ctx)
     n = ctx.needs_input_grad
     needs = _bits(n, (X, H0, C0, WIH, WHH, BIH, BHH, PEEP))
     dx, dh0, dc0, dw_ih, dw_hh, db, dpeep = torch.ops.rnnreg.lstm_backward(_dense(dhs), _dense(dcs), *saved, needs)
@@ -177,6 +178,7 @@ def _gru_setup(ctx, inputs, output) -> None:
     x, h0, w_ih, w_hh, _, _, rec_mask, keep_h, upd_mask, _ = inputs
     ctx.mark_non_differentiable(*output[1:])
     ctx.set_materialize_grads(False)
+    ctx.trained = inputs[-1]
     ctx.save_for_backward(x, h0, w_ih, w_hh, rec_mask, keep_h, upd_mask, *output)
 
 
@@ -184,7 +186,7 @@ def _gru_backward(ctx, dhs, *_):
     if dhs is None:
         return (None,) * 10
     saved = ctx.saved_tensors
-    _check_trained(saved[8])
+    _check_trained(ctx)
     n = ctx.needs_input_grad
     needs = _bits(n, (X, H0, WIH, WHH, BIH, BHH))
     grads = torch.ops.rnnreg.gru_backward(_dense(dhs), *saved, needs)
@@ -233,6 +235,7 @@ def _rnn_setup(ctx, inputs, output) -> None:
     x, h0, w_ih, w_hh, _, _, rec_mask, keep_h, _, _, _ = inputs
     ctx.mark_non_differentiable(*output[1:])
     ctx.set_materialize_grads(False)
+    ctx.trained = inputs[-1]
     ctx.save_for_backward(x, h0, w_ih, w_hh, rec_mask, keep_h, *output)
 
 
@@ -240,7 +243,7 @@ def _rnn_backward(ctx, dhs, *_):
     if dhs is None:
         return (None,) * 11
     saved = ctx.saved_tensors
-    _check_trained(saved[7])
+    _check_trained(ctx)
     n = ctx.needs_input_grad
     needs = _bits(n, (X, H0, WIH, WHH, BIH, BHH))
     dx, dh0, dw_ih, dw_hh, db = torch.ops.rnnreg.rnn_backward(_dense(dhs), *saved, needs)

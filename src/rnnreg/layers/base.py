@@ -28,7 +28,7 @@ from .options import refusals
 from .sequences import SequenceBatch, initial_state, keep_signals
 from .states import RecurrentStates
 from .stepwise import StepOptions, stepwise_layer
-from .torch_arguments import check_torch_arguments, flat_weight_names, torch_mode
+from .torch_arguments import check_torch_arguments, check_torch_input, flat_weight_names, torch_mode
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
@@ -76,7 +76,7 @@ class RecurrentBase(nn.RNNBase):
                  recurrent_init: str = "default", implementation: str = "auto",
                  mc_dropout: bool = False, proj_size: int = 0) -> None:
         nn.Module.__init__(self)  # not RNNBase.__init__: the parameters are built below, as ours
-        check_torch_arguments(input_size, hidden_size, num_layers, bias, batch_first, dropout, proj_size)
+        check_torch_arguments(cell, input_size, hidden_size, num_layers, bias, batch_first, dropout, proj_size)
         if proj_size:
             raise ValueError(f"proj_size (LSTM with projections) is not supported by rnnreg, got {proj_size}")
         # The option table (rnnreg.layers.options) decides which cell takes which option; a cell
@@ -222,9 +222,7 @@ class RecurrentBase(nn.RNNBase):
         return_states / return_cells: also return a RecurrentStates with every layer's sequences.
         """
         seq = SequenceBatch.from_input(input, self.batch_first, lengths)
-        if seq.x.shape[-1] != self.input_size:  # torch.nn's type and wording
-            raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
-                               f"got {seq.x.shape[-1]}")
+        check_torch_input(seq.x, self.weight_ih_l0.dtype, self.input_size)
         shape = (self.num_layers * self.num_directions, seq.x.shape[1], self.hidden_size)
         h0, c0 = initial_state(hx, seq, shape, self.cell == "lstm")
         stochastic = is_stochastic(self)

@@ -23,6 +23,9 @@ class RNN(RecurrentBase, nn.RNN):
                  dropout: float = 0.0, bidirectional: bool = False, device=None, dtype=None, *,
                  trec_threshold: float = 1.0, recurrent_init: str = "default",
                  zoneout_h_p: float = 0.0, **regularizers) -> None:
+        if nonlinearity not in ("tanh", "relu", "trec"):  # torch.nn's message, and rnnreg's third
+            raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'. "
+                             "rnnreg also takes 'trec'.")
         super().__init__("rnn", input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, device, dtype, nonlinearity=nonlinearity,
                          trec_threshold=trec_threshold, recurrent_init=recurrent_init,

@@ -13,6 +13,8 @@ import math
 import numbers
 import warnings
 
+import torch
+
 
 def torch_mode(cell: str, nonlinearity: str) -> str:
     """torch.nn's ``mode`` string; the TRec Elman RNN, which torch.nn has not, gets its own."""
@@ -21,11 +23,13 @@ def torch_mode(cell: str, nonlinearity: str) -> str:
     return cell.upper()
 
 
-def check_torch_arguments(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+def check_torch_arguments(cell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
                           proj_size=0) -> None:
     """torch.nn.RNNBase's checks, in its order, with its exception types and messages.
 
-    ``proj_size`` > 0 passes here (torch.nn takes it) and is refused by the caller."""
+    An LSTM's ``proj_size`` > 0 passes here (torch.nn takes it) and is refused by the caller."""
+    if proj_size and cell != "lstm":
+        raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
     if (isinstance(dropout, bool) or not isinstance(dropout, numbers.Number)
             or math.isnan(dropout) or not 0 <= dropout <= 1):
         raise ValueError("dropout should be a number in range [0, 1] representing the probability "
@@ -63,3 +67,16 @@ def flat_weight_names(groups: list[tuple[str | None, ...]]) -> tuple[list[str], 
         flat.extend(n for n in present if not n.startswith("weight_ch"))
         every.append(present)
     return flat, every
+
+
+def check_torch_input(x: torch.Tensor, weight_dtype: torch.dtype, input_size: int) -> None:
+    """torch.nn.RNNBase.check_input's checks on the (T, B, I) input, with its types and wording,
+    plus the empty sequence its kernels refuse ("larger than 0"), on every path."""
+    if x.dtype != weight_dtype and not torch._C._is_any_autocast_enabled():
+        raise ValueError(f"RNN input dtype ({x.dtype}) does not match weight dtype ({weight_dtype}). "
+                         f"Convert input: input.to({weight_dtype}), or convert model: model.to({x.dtype})")
+    if x.shape[-1] != input_size:
+        raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected {input_size}, "
+                           f"got {x.shape[-1]}")
+    if x.shape[0] == 0:
+        raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
