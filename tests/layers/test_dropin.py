@@ -180,3 +180,9 @@ def test_projections_are_refused_after_torch_s_own_checks():
         rnnreg.LSTM(3, 4, proj_size=4)
     with pytest.raises(ValueError, match="proj_size .* not supported by rnnreg"):
         rnnreg.LSTM(3, 4, proj_size=2)
+
+
+def test_torchscript_scripting_is_refused_by_torchscript_itself():
+    """The README lists it as refused: the forward's keyword-only extras cannot be scripted."""
+    with pytest.raises(torch.jit.frontend.NotSupportedError, match="keyword-only"):
+        torch.jit.script(rnnreg.LSTM(3, 4))
