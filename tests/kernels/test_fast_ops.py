@@ -111,3 +111,19 @@ def test_the_mask_seed_is_a_tensor_drawn_from_torch_s_generator():
     traced = torch.jit.trace(lambda t: fast.fast_keep_mask(t), (torch.full((64,), 0.5),))
     first, second = traced(torch.full((64,), 0.5)), traced(torch.full((64,), 0.5))
     assert not torch.equal(first, second)
+
+
+def test_under_cpu_autocast_the_ops_compute_in_float32():
+    """Registered with autocast: called straight, inside CPU autocast, even with bf16 inputs, an
+    op computes in float32 (its own matrix products would otherwise come back in bf16)."""
+    torch.manual_seed(0)
+    x, h0, c0 = torch.randn(T, B, I), torch.randn(B, H), torch.randn(B, H)
+    w = [torch.randn(4 * H, I), torch.randn(4 * H, H), torch.randn(4 * H), torch.randn(4 * H)]
+    want = torch.ops.rnnreg.lstm_forward(x, h0, c0, *w, None, None, None, None, None, False)[0]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = torch.ops.rnnreg.lstm_forward(x, h0, c0, *w, None, None, None, None, None, False)[0]
+        from_bf16 = torch.ops.rnnreg.lstm_forward(x.bfloat16(), h0, c0, *w, None, None, None, None, None,
+                                                  False)[0]
+    assert got.dtype == from_bf16.dtype == torch.float32
+    torch.testing.assert_close(got, want)
+    torch.testing.assert_close(from_bf16, want, atol=2e-2, rtol=2e-2)

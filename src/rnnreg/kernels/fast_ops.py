@@ -290,3 +290,10 @@ def keep_mask_const(seed: Tensor, like: Tensor, prob: float) -> Tensor:
 @keep_mask_const.register_fake
 def _(seed, like, prob):
     return torch.empty(like.shape, dtype=like.dtype, device=like.device)
+
+
+# Under CPU autocast the kernel's own matrix products would return bf16 / fp16 into float32
+# buffers; registered here, autocast hands each recurrence op float32 arguments and runs it with
+# autocast off (kernels/precision.py then casts the outputs to autocast's dtype for the layers).
+for _op in (lstm_forward, lstm_backward, gru_forward, gru_backward, rnn_forward, rnn_backward):
+    torch.library.register_autocast(_op, "cpu", torch.float32)
