@@ -351,6 +351,26 @@ def test_gradcheck_lstm_all_options():
                                         fast_mode=True)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_a_held_unit_stays_frozen_bit_for_bit(backend, dtype):
+    """Zoneout weight exactly 1 (a padded step, a sleeping Clockwork module) must return the old
+    state exactly: `new + w * (old - new)` drifts by rounding; torch.lerp's two-sided form does not."""
+    torch.manual_seed(0)
+    T_, B_, H_ = 4, 3, 8
+    x = torch.randn(T_, B_, 5, dtype=dtype)
+    h0, c0 = torch.randn(B_, H_, dtype=dtype), torch.randn(B_, H_, dtype=dtype)
+    keep = torch.ones(T_, B_, H_, dtype=dtype)
+    for cell, fn in (("lstm", lstm_steploop), ("gru", gru_steploop), ("rnn", rnn_steploop)):
+        G = GATES[cell] * H_
+        w = (torch.randn(G, 5, dtype=dtype), torch.randn(G, H_, dtype=dtype), None, None)
+        if cell == "lstm":
+            hs, cs = fn(x, h0, c0, *w, keep_h=keep, keep_c=keep)
+            assert torch.equal(cs, c0.expand_as(cs))
+        else:
+            hs = fn(x, h0, *w, keep_h=keep)
+        assert torch.equal(hs, h0.expand_as(hs)), cell
+
+
 def test_cpu_picks_torch_pointwise_and_never_cuda_graphs(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     x = torch.zeros(1)

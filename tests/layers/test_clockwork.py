@@ -1,10 +1,16 @@
-"""ClockworkRNN (Koutnik et al. 2014): clock schedule, block structure, fast == slow twin, regularizers."""
+"""ClockworkRNN (Koutnik et al. 2014): clock schedule, block structure, fast == slow twin, regularizers.
+
+The fast path's two backends (kernels/clockwork.py) both run here: the tests taking the
+``backend`` fixture route the layer through the Python loop and through the step loop (the
+GPU's route, on the CPU with torch pointwise ops) and hold each to the reference."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+import rnnreg.kernels.clockwork as clockwork_kernel
+from rnnreg.kernels.clockwork import clockwork_fast, default_backend
 from rnnreg.layers.clockwork import ClockworkRNN
 from rnnreg.models.clockwork_net import ClockworkNet
 from rnnreg.regularizers.monte_carlo import set_mc_dropout
@@ -47,6 +53,13 @@ def assert_twins_agree(fast, slow, x, hx=None, **kw):
         torch.testing.assert_close(a[4], b[4], rtol=1e-9, atol=1e-11)
 
 
+@pytest.fixture(params=["python", "steploop"])
+def backend(request, monkeypatch):
+    """The fast path's backend for the layers in one test, whatever the device would pick."""
+    monkeypatch.setattr(clockwork_kernel, "default_backend", lambda xw: request.param)
+    return request.param
+
+
 def test_schedule_matches_t_mod_period():
     cw = layer(periods=(1, 3, 4), hidden=6)
     active = cw.active(13, step_offset=2)
@@ -80,7 +93,7 @@ def test_recurrent_matrix_is_block_upper_triangular_and_counts_only_allowed_weig
     assert recurrent == int(allowed.sum())
 
 
-def test_slow_modules_never_depend_on_faster_ones():
+def test_slow_modules_never_depend_on_faster_ones(backend):
     """Koutnik et al. 2014 sec. 3: information flows from slower to faster modules only, so the
     slowest module's states have zero gradient w.r.t. the initial state of the faster ones."""
     cw = layer(hidden=8)  # modules of 2 units: periods 1, 2, 4, 8
@@ -93,7 +106,7 @@ def test_slow_modules_never_depend_on_faster_ones():
     assert torch.all(fastest != 0)
 
 
-def test_inactive_modules_hold_their_values_exactly():
+def test_inactive_modules_hold_their_values_exactly(backend):
     cw = layer(hidden=8)
     h0 = torch.randn(1, 2, 8, dtype=torch.float64)
     out, h_n = cw(torch.randn(12, 2, 3, dtype=torch.float64), h0, step_offset=1)
@@ -106,20 +119,30 @@ def test_inactive_modules_hold_their_values_exactly():
     torch.testing.assert_close(h_n, out[-1:])
 
 
-def test_fast_and_reference_agree_plain():
+def test_fast_and_reference_agree_plain(backend):
     fast, slow = twins(periods=(1, 2, 4, 8), hidden=12)
     x = torch.randn(19, 3, 3, dtype=torch.float64)
+    node = {"python": "_RecurrenceBackward", "steploop": "RNNStepLoopBackward"}[backend]
+    assert type(fast(x)[0].grad_fn).__name__ == node  # the backend asked for is the one that ran
     assert_twins_agree(fast, slow, x, torch.randn(1, 3, 12, dtype=torch.float64))
     assert_twins_agree(fast, slow, x, step_offset=5)
 
 
 @pytest.mark.parametrize("nonlinearity", ["tanh", "relu", "trec"])
-def test_fast_and_reference_agree_with_regularizers_in_training(nonlinearity):
+def test_fast_and_reference_agree_with_regularizers_in_training(nonlinearity, backend):
     fast, slow = twins(periods=(3, 1, 2, 2), hidden=8, nonlinearity=nonlinearity,
                        recurrent_dropout=0.3, zoneout_h_p=0.4, trec_threshold=0.2)
     assert_twins_agree(fast, slow, torch.randn(15, 2, 3, dtype=torch.float64), step_offset=1)
     fast.eval(), slow.eval()
     assert_twins_agree(fast, slow, torch.randn(15, 2, 3, dtype=torch.float64))
+
+
+def test_the_python_loop_runs_on_the_cpu_and_the_step_loop_elsewhere():
+    assert default_backend(torch.zeros(1)) == "python"
+    assert default_backend(torch.zeros(1, device="meta")) == "steploop"
+    xw, h0, w = torch.zeros(2, 1, 4), torch.zeros(1, 4), torch.zeros(4, 4)
+    with pytest.raises(ValueError, match="backend"):
+        clockwork_fast(xw, h0, w, torch.zeros(2, 1, 4), None, backend="cuda")
 
 
 def test_regularizers_are_deterministic_in_eval_and_recurrent_dropout_is_identity():

@@ -1,9 +1,10 @@
-"""GRU-D (Che et al. 2018): decay shapes, the GRU it reduces to, the fast/reference twins, padding,
-and the regularizers' train/eval behaviour."""
+"""GRU-D (Che et al. 2018): decay shapes, the GRU it reduces to, the fast/reference twins (the
+fast loop's step op by op and compiled), padding, and the regularizers' train/eval behaviour."""
 
 from __future__ import annotations
 
 import itertools
+import logging
 
 import pytest
 import torch
@@ -11,6 +12,8 @@ import torch
 import rnnreg
 from rnnreg.layers.grud import GRUD
 from rnnreg.layers.grud_inputs import last_observed
+from rnnreg.layers import grud_step
+from rnnreg.layers.grud_step import compiles_by_default
 from rnnreg.regularizers.step_noise import StepNoise
 
 T, B, D, H = 6, 3, 4, 5
@@ -222,3 +225,71 @@ def test_bad_arguments_are_refused():
         GRUD(3, 4, recurrent_dropout_mode="zaremba")
     with pytest.raises(ValueError, match="mask"):
         GRUD(3, 4)(torch.zeros(T, B, 3), torch.zeros(T, B, 2), torch.zeros(T, B, 3))
+
+
+def backward_nodes(out) -> list[str]:
+    """The names of every node in out's autograd graph, each node once."""
+    seen, todo = set(), [out.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            todo.extend(next_node for next_node, _ in node.next_functions)
+    return [type(node).__name__ for node in seen]
+
+
+def test_the_step_compiles_off_the_cpu_only_by_default():
+    assert not compiles_by_default(torch.device("cpu"))
+    assert compiles_by_default(torch.device("meta"))
+    out, _ = layer()(*inputs())
+    assert "CompiledFunctionBackward" not in backward_nodes(out)
+
+
+COMPILED_CASES = [  # (options, lengths, h0 requires grad)
+    ({}, None, False),
+    ({"recurrent_dropout": 0.3, "zoneout_h_p": 0.2}, torch.tensor([T, 4, 2]), True),
+    ({"recurrent_dropout": 0.3, "recurrent_dropout_mode": "semeniuta"}, torch.tensor([T, 4, 2]), False),
+]
+
+
+@pytest.mark.slow  # torch.compile: seconds for the first graph of the process
+def test_compiled_step_matches_the_op_by_op_step_and_the_reference():
+    """Forced on the CPU: outputs and gradients (parameters, x, h0) equal both twins', every
+    regularizer setting shares one graph in training (and one more without grad), and step 0
+    runs compiled exactly when h0's requires_grad matches the later states'."""
+    counters = torch._dynamo.utils.counters["stats"]
+    graphs = counters["unique_graphs"]
+    x, mask, delta, x_last = inputs(seed=1)
+    for options, lengths, h0_grad in COMPILED_CASES:
+        twins = [layer(compile_step=True, **options), layer(compile_step=False, **options),
+                 layer(implementation="reference", **options)]
+        torch.manual_seed(3)
+        noise = twins[0].draw_noise(T, B, x)
+        h0 = torch.randn(1, B, H, dtype=torch.double, generator=torch.Generator().manual_seed(4))
+        runs = []
+        for grud in twins:
+            grud.load_state_dict(twins[0].state_dict())
+            start = h0.clone().requires_grad_(h0_grad)
+            out, h_n, grads, dx = run(grud, x, mask, delta, x_last, lengths, noise, start)
+            runs.append([out, h_n, dx, *grads.values(), *([start.grad] if h0_grad else [])])
+        for ours, theirs in ((runs[0], runs[1]), (runs[0], runs[2])):
+            for u, v in zip(ours, theirs, strict=True):
+                torch.testing.assert_close(u, v, rtol=1e-10, atol=1e-12)
+        out, _ = twins[0](x, mask, delta, x_last, h0.clone().requires_grad_(h0_grad), noise=noise)
+        assert backward_nodes(out).count("CompiledFunctionBackward") == (T if h0_grad else T - 1)
+    with torch.no_grad():
+        compiled, eager = twins[0].eval(), twins[1].eval()
+        torch.testing.assert_close(compiled(x, mask, delta, x_last)[0], eager(x, mask, delta, x_last)[0],
+                                   rtol=1e-10, atol=1e-12)
+    assert counters["unique_graphs"] - graphs <= 2
+
+
+def test_past_dynamos_graph_limit_the_step_runs_op_by_op(caplog):
+    """With the limit at 0 no new graph may be made (batch 1: a shape no other test compiles)."""
+    compiled, eager = layer(compile_step=True), layer(compile_step=False)
+    grud_step._log_limit_once.cache_clear()
+    with torch._dynamo.config.patch(recompile_limit=0), caplog.at_level(logging.WARNING, grud_step.__name__):
+        out, _ = compiled(*inputs(batch=1))
+    assert "recompile_limit" in caplog.text
+    assert "CompiledFunctionBackward" not in backward_nodes(out)
+    torch.testing.assert_close(out, eager(*inputs(batch=1))[0], rtol=0, atol=0)

@@ -1,6 +1,19 @@
 """The Clockwork RNN's recurrence (Koutnik et al. 2014, sec. 3): a fast path with a hand-written
 backward pass, and the per-module reference it is tested against (tests/layers/test_clockwork.py).
 The layer and its conventions (0-based clock, block-triangular W_H) are in rnnreg.layers.clockwork.
+
+The fast path computes every module at every step and then holds each unit with weight hold_t
+(1 where its module sleeps, else its zoneout keep weight): pre_t = xw_t + (h_{t-1} * rec_mask) W^T,
+h_t = lerp(act(pre_t), h_{t-1}, hold_t). That is an Elman step with zoneout (Krueger et al. 2016,
+eq. 5), so it has two backends:
+
+- "python" (``_Recurrence``): a loop of torch ops, the CPU's (measured there: for layers this
+  small the per-op overhead is the cost, and one autograd node per sequence saves most of it).
+- "steploop" (``rnn_steploop``, kernels/steploop.py): one GEMM and one fused pointwise pass per
+  step (a Triton kernel on CUDA) instead of several launches, on every other device. The step
+  loop projects its input itself, so it gets xw with an identity input weight: one more
+  (T*B, H) x (H, H) GEMM each way, exact (each output is one product by 1, the rest by 0) unless
+  TF32 matmuls are allowed, which round xw to TF32 as they round every float32 GEMM.
 """
 
 from __future__ import annotations
@@ -12,6 +25,9 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from .reference import activation
+
+BACKENDS = ("python", "steploop")
+
 
 def _slope(pre: Tensor, nonlinearity: str, threshold: float) -> Tensor:
     """The activation's derivative at ``pre`` (TRec: the indicator [pre > threshold])."""
@@ -67,12 +83,28 @@ class _Recurrence(torch.autograd.Function):
         return d_pre, g, d_w, None, None, None, None
 
 
+def default_backend(xw: Tensor) -> str:
+    """The backend ``clockwork_fast`` uses for ``xw`` unless told: "python" on the CPU, else
+    "steploop" (see the module docstring)."""
+    return "python" if xw.device.type == "cpu" else "steploop"
+
+
 def clockwork_fast(xw: Tensor, h0: Tensor, w_hh: Tensor, hold: Tensor, rec_mask: Tensor | None,
-                   nonlinearity: str = "tanh", threshold: float = 1.0) -> Tensor:
+                   nonlinearity: str = "tanh", threshold: float = 1.0, *,
+                   backend: str | None = None) -> Tensor:
     """The h sequence (T, B, H) from xw (T, B, H) input projections with bias, h0 (B, H), the full
     block-upper-triangular w_hh (H, H), hold (T, 1 or B, H) in [0, 1] (1 where a module sleeps,
-    else its zoneout keep weight) and the recurrent-dropout mask (B, H) or None."""
-    return _Recurrence.apply(xw, h0, w_hh, hold, rec_mask, nonlinearity, threshold)
+    else its zoneout keep weight) and the recurrent-dropout mask (B, H) or None. backend:
+    "python" or "steploop"; None: :func:`default_backend`. Gradients for xw, h0 and w_hh."""
+    backend = default_backend(xw) if backend is None else backend
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "python":
+        return _Recurrence.apply(xw, h0, w_hh, hold, rec_mask, nonlinearity, threshold)
+    from .steploop import rnn_steploop  # kept out of rnnreg's import, as kernels.pick_kernel does
+
+    identity = torch.eye(xw.shape[-1], dtype=xw.dtype, device=xw.device)  # (H, H), no grad
+    return rnn_steploop(xw, h0, identity, w_hh, None, None, rec_mask, hold, nonlinearity, threshold)
 
 
 def clockwork_reference(x: Tensor, h0: Tensor, w_ih: Tensor, bias: Tensor | None, blocks: list[Tensor],

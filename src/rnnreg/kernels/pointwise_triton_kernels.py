@@ -23,6 +23,13 @@ def _sigmoid(x):
 
 
 @triton.jit
+def _lerp(new, old, w):
+    # torch.lerp's two-sided form: exactly `old` at w = 1 and `new` at w = 0, so a held unit (a
+    # padded step, a sleeping Clockwork module) is frozen bit for bit, not drifted by rounding.
+    return tl.where(w < 0.5, new + w * (old - new), old - (old - new) * (1.0 - w))
+
+
+@triton.jit
 def _tanh(x):
     # tanh(x) = 2 sigmoid(2x) - 1: exact for the saturated ends (exp overflows to inf, giving -1)
     return 2.0 / (1.0 + tl.exp(-2.0 * x)) - 1.0
@@ -75,9 +82,9 @@ def lstm_fwd_kernel(pre, hp, cp, peep, u, kh, kc, rm, h, c, cn, hin, N, H, ACC: 
     h_new = o * _tanh(c_new)  # from the un-zoned cell (Krueger et al. 2016 eq. 6)
     c_out = c_new
     if KH:  # zoneout, Krueger et al. 2016 eq. 5: lerp(new, old, d_t)
-        h_new += _ld(kh, k, m, ACC) * (_ld(hp, k, m, ACC) - h_new)
+        h_new = _lerp(h_new, _ld(hp, k, m, ACC), _ld(kh, k, m, ACC))
     if KC:
-        c_out += _ld(kc, k, m, ACC) * (c_old - c_new)
+        c_out = _lerp(c_new, c_old, _ld(kc, k, m, ACC))
     _st(c, k, c_out, m)
     if CN:
         _st(cn, k, c_new, m)
@@ -172,7 +179,7 @@ def gru_fwd_kernel(xg, hg, hp, u, kh, rm, h, hn, hin, N, H, ACC: tl.constexpr, U
         nu = n * _ld(u, k, m, ACC)
     h_new = (1.0 - z) * nu + z * h_old
     if KH:
-        h_new += _ld(kh, k, m, ACC) * (h_old - h_new)
+        h_new = _lerp(h_new, h_old, _ld(kh, k, m, ACC))
     _st_h(h, hin, rm, k, h_new, m, ACC, HIN)
     if TRAIN:
         _st(xg, gk, r, m)
@@ -228,7 +235,7 @@ def rnn_fwd_kernel(pre, hp, kh, rm, h, hin, N, threshold, ACC: tl.constexpr, TAN
         d = tl.where(z > threshold, 1.0, 0.0).to(ACC)
         a = z * d
     if KH:
-        a += _ld(kh, k, m, ACC) * (_ld(hp, k, m, ACC) - a)
+        a = _lerp(a, _ld(hp, k, m, ACC), _ld(kh, k, m, ACC))
     _st_h(h, hin, rm, k, a, m, ACC, HIN)
     if TRAIN:
         _st(pre, k, d, m)

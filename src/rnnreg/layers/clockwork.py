@@ -65,8 +65,10 @@ class ClockworkRNN(nn.Module):
     nonlinearity: "tanh", "relu" or "trec" (x * [x > trec_threshold]).
     recurrent_dropout, zoneout_h_p, mc_dropout: see the module docstring.
     implementation: "fast" (the full triangular matmul every step, sleeping modules held by a
-        per-step mask, hand-written BPTT) or "reference" (a per-module loop straight from the
-        paper's equations under plain autograd: the slow twin the tests check "fast" against).
+        per-step mask, hand-written BPTT: a Python loop on the CPU, the step loop's fused Elman
+        step elsewhere, see rnnreg.kernels.clockwork) or "reference" (a per-module loop straight
+        from the paper's equations under plain autograd: the slow twin the tests check "fast"
+        against).
 
     forward(x (T, B, I), hx (1, B, H) | None, *, step_offset=0) -> (output (T, B, H), h_T (1, B, H)).
     """
