@@ -8,6 +8,16 @@ per-repeat ratios. stdout carries one JSON line per pair and nothing else; progr
     python benchmarks/bench_layers.py                       # everything (minutes on 2 cores)
     python benchmarks/bench_layers.py --quick               # smoke run with tiny sizes (seconds)
     python benchmarks/bench_layers.py --sizes small --configs fused,zoneout --threads 1
+
+The *_bf16 configurations run both contenders' forward under torch.autocast("cpu", bfloat16) (the
+backward follows the forward's dtypes); rnnreg's stepwise kernel computes in float32 inside by
+design (kernels/precision.py). Every line carries the machine's float32 matmul peak
+(``peak_gflops``, measured at start and also logged as a header line on stderr); ``peak_fraction``
+is the matmul FLOP rate over that float32 peak for every row, bf16 ones included.
+
+The regularized fused configurations (weight drop, locked dropout, AR/TAR, weight noise) are also
+timed against a plain-PyTorch twin doing the same regularization (torch_regularized.py), in the
+same repeats: ``ratio_same_work``. ``ratio_min`` / ``ratio_max`` give the spread of the repeats.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import torch
 import rnnreg
 from rnnreg.kernels import pick_kernel
 from rnnreg.penalties import ar, norm_stabilizer, tar
+from torch_regularized import TorchRegularizedLSTM, ar_tar
 
 GATES = {"lstm": 4, "gru": 3}
 AWD_DROPOUTS = {"input_p": 0.4, "hidden_p": 0.25, "output_p": 0.4}  # AWD-LSTM's dropouti/h/dropout
@@ -41,9 +52,9 @@ class Size:
 
 # AWD-LSTM's stack is three single-layer modules; both contenders are built the same way.
 SIZES = {
-    "small": Size(20, 35, ((200, 200, 2),), repeats=5),
-    "medium": Size(20, 35, ((650, 650, 2),), repeats=5),
-    "awd": Size(80, 70, ((400, 1150, 1), (1150, 1150, 1), (1150, 400, 1)), repeats=3),
+    "small": Size(20, 35, ((200, 200, 2),), repeats=9),
+    "medium": Size(20, 35, ((650, 650, 2),), repeats=9),
+    "awd": Size(80, 70, ((400, 1150, 1), (1150, 1150, 1), (1150, 400, 1)), repeats=5),
 }
 QUICK_SIZES = {  # same structure, tiny dimensions: exercises every code path in seconds
     "small": Size(4, 6, ((16, 16, 2),), repeats=1),
@@ -60,6 +71,7 @@ class Config:
     dropouts: dict = field(default_factory=dict)  # input_p / hidden_p / output_p of the whole stack
     penalty: str | None = None  # "ar_tar" or "norm_cells"
     sizes: tuple[str, ...] = tuple(SIZES)
+    autocast: torch.dtype | None = None  # forward under CPU autocast to this dtype, both contenders
 
 
 FUSED, STEPWISE = {"implementation": "fused"}, {"implementation": "stepwise"}
@@ -79,6 +91,8 @@ CONFIGS = [
     Config("reference", layer={"implementation": "reference"}, sizes=("small",)),
     Config("gru_fused", cell="gru", layer=FUSED),
     Config("gru_stepwise", cell="gru", layer=STEPWISE),
+    Config("fused_bf16", layer=FUSED, autocast=torch.bfloat16),
+    Config("stepwise_bf16", layer=STEPWISE, autocast=torch.bfloat16),
 ]
 BASELINES = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
 CANDIDATES = {"lstm": rnnreg.LSTM, "gru": rnnreg.GRU}
@@ -107,6 +121,32 @@ def build(size: Size, cfg: Config, baseline: bool) -> list[torch.nn.Module]:
             for k, (i, h, n) in enumerate(size.modules)]
 
 
+def build_twin(size: Size, cfg: Config) -> list[torch.nn.Module] | None:
+    """The plain-PyTorch twin doing the configuration's regularization (torch_regularized.py), for
+    the fused LSTM configurations with a regularizer; None for the others."""
+    weight_p, noise = cfg.layer.get("weight_p", 0.0), cfg.layer.get("weight_noise_std", 0.0)
+    if (cfg.cell != "lstm" or cfg.layer.get("implementation") != "fused" or cfg.autocast
+            or not (weight_p or noise or cfg.dropouts or cfg.penalty)):
+        return None
+    count = len(size.modules)
+    return [TorchRegularizedLSTM(i, h, n, weight_p, noise, **module_dropouts(cfg.dropouts, k, count)).train()
+            for k, (i, h, n) in enumerate(size.modules)]
+
+
+def make_twin_step(modules: list[torch.nn.Module], x: torch.Tensor, weight: torch.Tensor, penalty: str | None):
+    """make_step for the plain-PyTorch twin: the same loss, AR/TAR on the last module's outputs."""
+    def step() -> None:
+        x.grad = None
+        for m in modules:
+            m.zero_grad(set_to_none=True)
+        out = x
+        for m in modules:
+            out, raw = m(out)
+        loss = (out * weight).sum() + (ar_tar(out, raw) if penalty == "ar_tar" else 0.0)
+        loss.backward()
+    return step
+
+
 def penalty_of(states: rnnreg.RecurrentStates | None, kind: str | None) -> torch.Tensor | float:
     """The penalty terms on the last module's sequences (AR on the dropped output, TAR on the raw
     one, Merity et al. 2017; norm-stabilizer on the cells, Krueger & Memisevic 2016)."""
@@ -117,19 +157,24 @@ def penalty_of(states: rnnreg.RecurrentStates | None, kind: str | None) -> torch
     return 0.0
 
 
-def make_step(modules: list[torch.nn.Module], x: torch.Tensor, weight: torch.Tensor, penalty: str | None):
-    """One training iteration: forward through the stack, loss = sum(out * weight) + penalty, backward."""
+def make_step(modules: list[torch.nn.Module], x: torch.Tensor, weight: torch.Tensor, penalty: str | None,
+              autocast: torch.dtype | None = None):
+    """One training iteration: forward through the stack, loss = sum(out * weight) + penalty, backward.
+    With ``autocast`` the forward and the loss run under CPU autocast to that dtype, the backward
+    outside it (as torch's autocast recipe has it)."""
     kwargs = {"return_states": penalty == "ar_tar", "return_cells": penalty == "norm_cells"} if penalty else {}
 
     def step() -> None:
         x.grad = None
         for m in modules:
             m.zero_grad(set_to_none=True)
-        out, states = x, None
-        for m in modules:
-            result = m(out, **kwargs)
-            out, states = result[0], (result[2] if kwargs else None)
-        ((out * weight).sum() + penalty_of(states, penalty)).backward()
+        with torch.autocast("cpu", dtype=autocast or torch.bfloat16, enabled=autocast is not None):
+            out, states = x, None
+            for m in modules:
+                result = m(out, **kwargs)
+                out, states = result[0], (result[2] if kwargs else None)
+            loss = (out * weight).sum() + penalty_of(states, penalty)
+        loss.backward()
     return step
 
 
@@ -150,11 +195,13 @@ def stack_flops(size: Size, cell: str) -> float:
     return 3 * total
 
 
-def peak_flops(n: int, repeats: int = 5) -> float:
-    """The machine's float32 matmul FLOP/s: median of a few n x n torch.mm after one warm-up."""
+def peak_flops(n: int, repeats: int = 7) -> float:
+    """The machine's float32 matmul FLOP/s: the fastest of a few n x n torch.mm after one warm-up.
+    The fastest, not the median: on a shared machine a slow repeat measures the neighbours, and the
+    peak is what the machine can do (the median read 118-276 GFLOP/s on the same 2 cores)."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     torch.mm(a, b)
-    return 2 * n ** 3 / statistics.median(seconds(lambda: torch.mm(a, b), 1) for _ in range(repeats))
+    return 2 * n ** 3 / min(seconds(lambda: torch.mm(a, b), 1) for _ in range(repeats))
 
 
 def kernel_name(cfg: Config, x: torch.Tensor) -> str:
@@ -171,21 +218,28 @@ def measure(size: Size, cfg: Config, repeats: int, min_time: float) -> dict:
     x = torch.randn(size.steps, size.batch, size.modules[0][0], requires_grad=True)
     weight = torch.randn(size.steps, size.batch, size.modules[-1][1])
     kernel = kernel_name(cfg, x)
-    steps = {"baseline": make_step(build(size, cfg, True), x, weight, None),
-             "candidate": make_step(build(size, cfg, False), x, weight, cfg.penalty)}
+    steps = {"baseline": make_step(build(size, cfg, True), x, weight, None, cfg.autocast),
+             "candidate": make_step(build(size, cfg, False), x, weight, cfg.penalty, cfg.autocast)}
+    twin = build_twin(size, cfg)
+    if twin is not None:
+        steps["same_work"] = make_twin_step(twin, x, weight, cfg.penalty)
     for step in steps.values():
         step()  # warm-up: allocator, thread pool, lazy kernel builds
     # Each timed block runs at least min_time seconds, so small sizes are not timer noise; the
     # calibration step doubles as a second warm-up (an AWD-size step takes seconds on 2 cores).
     iters = {name: max(1, math.ceil(min_time / seconds(step, 1))) for name, step in steps.items()}
-    times = {"baseline": [], "candidate": []}
+    times = {name: [] for name in steps}
+    names = list(steps)
     for r in range(repeats):
-        order = ("baseline", "candidate") if r % 2 == 0 else ("candidate", "baseline")
+        order = names[r % len(names):] + names[:r % len(names)]  # each contender leads in turn
         for name in order:
             times[name].append(seconds(steps[name], iters[name]))
     tokens = size.batch * size.steps
-    ratio = statistics.median(b / c for b, c in zip(times["baseline"], times["candidate"]))
-    return {"kernel": kernel, "iters": iters, "ratio": ratio,
+    ratios = [b / c for b, c in zip(times["baseline"], times["candidate"])]
+    return {"kernel": kernel, "iters": iters, "ratio": statistics.median(ratios),
+            "ratio_min": min(ratios), "ratio_max": max(ratios),
+            "ratio_same_work": (statistics.median(t / c for t, c in zip(times["same_work"], times["candidate"]))
+                                if "same_work" in times else None),
             "tokens_per_s": tokens / statistics.median(times["candidate"]),
             "baseline_tokens_per_s": tokens / statistics.median(times["baseline"]),
             "candidate_s": statistics.median(times["candidate"]),
@@ -206,9 +260,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", default=",".join(SIZES), help=f"comma-separated subset of {','.join(SIZES)}")
     p.add_argument("--configs", default=",".join(names), help=f"comma-separated subset of {','.join(names)}")
-    p.add_argument("--repeats", type=int, help="paired repeats (default: 5 small/medium, 3 awd)")
+    p.add_argument("--repeats", type=int, help="paired repeats (default: 9 small/medium, 5 awd)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's default; 1 with --quick)")
-    p.add_argument("--min-time", type=float, default=0.2, help="seconds per timed block (default 0.2)")
+    p.add_argument("--min-time", type=float, default=0.5, help="seconds per timed block (default 0.5)")
     p.add_argument("--quick", action="store_true", help="tiny sizes, 1 repeat, 1 thread: a smoke run")
     args = p.parse_args(argv)
     if any(v is not None and v < 1 for v in (args.repeats, args.threads)):
@@ -227,8 +281,11 @@ def json_line(size_name: str, size: Size, cfg: Config, result: dict, peak: float
     line = {"size": size_name, "config": cfg.name, "cell": cfg.cell,
             "baseline": f"torch.nn.{BASELINES[cfg.cell].__name__}",
             "implementation": cfg.layer.get("implementation", "auto"), "kernel": result["kernel"],
+            "autocast": str(cfg.autocast).removeprefix("torch.") if cfg.autocast else None,
             "batch": size.batch, "steps": size.steps, "tokens_per_s": result["tokens_per_s"],
             "baseline_tokens_per_s": result["baseline_tokens_per_s"], "ratio": result["ratio"],
+            "ratio_min": result["ratio_min"], "ratio_max": result["ratio_max"],
+            "ratio_same_work": result["ratio_same_work"],
             "peak_fraction": flops / result["candidate_s"] / peak,
             "baseline_peak_fraction": flops / result["baseline_s"] / peak, "peak_gflops": peak / 1e9,
             "repeats": repeats, "iters": result["iters"]["candidate"],
@@ -257,8 +314,10 @@ def main(argv=None) -> int:
                 log(f"  skipped: {err}")
                 continue
             out.write(json_line(size_name, sizes[size_name], cfg, result, peak, repeats, args.quick) + "\n")
-            log(f"  ratio {result['ratio']:.3f} ({result['tokens_per_s']:.0f} vs "
-                f"{result['baseline_tokens_per_s']:.0f} tokens/s, kernel {result['kernel']})")
+            same = result["ratio_same_work"]
+            log(f"  ratio {result['ratio']:.3f} [{result['ratio_min']:.3f}, {result['ratio_max']:.3f}] "
+                f"({result['tokens_per_s']:.0f} vs {result['baseline_tokens_per_s']:.0f} tokens/s, "
+                f"kernel {result['kernel']})" + ("" if same is None else f"; vs plain PyTorch doing the same work {same:.3f}"))
     return 0
 
 

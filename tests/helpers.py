@@ -44,3 +44,24 @@ def assert_same(a, b, atol):
     for k in g_a:
         torch.testing.assert_close(g_a[k], g_b[k], atol=atol, rtol=atol, msg=lambda m: f"{k}: {m}")
     torch.testing.assert_close(gx_a, gx_b, atol=atol, rtol=atol)
+
+
+def counter_hash_bits(seed: int, n: int) -> torch.Tensor:
+    """csrc/counter_hash.h's bits for indices 0..n-1 under ``seed``, written out in int64 arithmetic:
+    the spec the vector code of the masks and the noise is checked against."""
+    m32, m64 = 0xFFFFFFFF, (1 << 64) - 1
+    z = (seed + 0x9E3779B97F4A7C15) & m64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m64
+    z ^= z >> 31
+    k0, k1 = z & m32, z >> 32
+
+    def mul(x, c):  # (x * c) mod 2^32 without overflowing int64
+        return (x * (c & 0xFFFF) + (((x * (c >> 16)) & 0xFFFF) << 16)) & m32
+
+    def mix(x):
+        x = mul(x ^ (x >> 16), 0x7FEB352D)
+        x = mul(x ^ (x >> 15), 0x846CA68B)
+        return x ^ (x >> 16)
+
+    return mix(mix(torch.arange(n, dtype=torch.int64) ^ k0) ^ k1)

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow  # runs the benchmark script in a subprocess
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_layers.py"
 KEYS = {"size", "config", "cell", "baseline", "tokens_per_s", "baseline_tokens_per_s", "ratio",
-        "peak_fraction", "repeats", "threads", "torch"}
+        "ratio_min", "ratio_max", "peak_fraction", "peak_gflops", "autocast", "repeats", "threads", "torch"}
 
 
 def test_quick_run_prints_json_lines():
@@ -26,9 +26,13 @@ def test_quick_run_prints_json_lines():
     rows = [json.loads(line) for line in lines]
     for row in rows:
         assert KEYS <= row.keys(), row
+        assert 0 < row["ratio_min"] <= row["ratio"] <= row["ratio_max"], row
         assert row["ratio"] > 0 and row["tokens_per_s"] > 0 and row["baseline_tokens_per_s"] > 0, row
-        assert row["peak_fraction"] > 0 and row["threads"] == 1 and row["quick"] is True, row
+        assert row["peak_fraction"] > 0 and row["peak_gflops"] > 0, row
+        assert row["threads"] == 1 and row["quick"] is True, row
+        assert row["autocast"] == ("bfloat16" if row["config"].endswith("_bf16") else None), row
         assert row["baseline"] == {"lstm": "torch.nn.LSTM", "gru": "torch.nn.GRU"}[row["cell"]], row
     # The fused configurations never need the C++ kernel, so they are always there, at every size.
-    fused = {(r["size"], r["config"]) for r in rows if r["config"] in ("fused", "awd_all", "gru_fused")}
-    assert fused == {(s, c) for s in ("small", "medium", "awd") for c in ("fused", "awd_all", "gru_fused")}
+    fused_configs = ("fused", "awd_all", "gru_fused", "fused_bf16")
+    fused = {(r["size"], r["config"]) for r in rows if r["config"] in fused_configs}
+    assert fused == {(s, c) for s in ("small", "medium", "awd") for c in fused_configs}

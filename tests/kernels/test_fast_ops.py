@@ -7,6 +7,7 @@ that disagreed with the C++ one would make a compiled graph wrong or crash it.
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from rnnreg.kernels import fast
 from rnnreg.kernels.fast import gru_fast, lstm_fast, rnn_fast
@@ -70,6 +71,7 @@ def test_mask_ops_pass_opcheck():
     _opcheck(torch.ops.rnnreg.dropout_mask.default, (seed, torch.empty(()).expand(T, B, H), 0.3))
     _opcheck(torch.ops.rnnreg.keep_mask_const.default, (seed, torch.empty((), dtype=D).expand(T, B, H), 0.3))
     _opcheck(torch.ops.rnnreg.keep_mask.default, (torch.rand(T, B, H), seed))
+    _opcheck(torch.ops.rnnreg.normal_noise.default, (seed, torch.empty(()).expand(T, B, H), 0.1))
 
 
 def test_backward_reads_expanded_incoming_gradients():
@@ -127,3 +129,33 @@ def test_under_cpu_autocast_the_ops_compute_in_float32():
     assert got.dtype == from_bf16.dtype == torch.float32
     torch.testing.assert_close(got, want)
     torch.testing.assert_close(from_bf16, want, atol=2e-2, rtol=2e-2)
+
+
+class _Recording(TorchDispatchMode):
+    """A pass-through dispatch mode that notes which ops ran (as a proxy or fake mode would see them)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("draw", ["dropout", "keep", "keep_const", "noise"])
+def test_eager_calls_and_recorded_calls_give_the_same_values(draw):
+    """Plain eager calls go straight to the C++ kernel; under a recording mode the registered op
+    runs instead, with the seed as a tensor. Same generator state, same values either way."""
+    like, prob = torch.empty(0), torch.full((T, B, H), 0.3)
+    call = {"dropout": lambda: fast.fast_dropout_mask((T, B, H), 0.4, like),
+            "keep": lambda: fast.fast_keep_mask(prob),
+            "keep_const": lambda: fast.fast_keep_mask_const((T, B, H), 0.3, like),
+            "noise": lambda: fast.fast_normal_noise((T, B, H), 0.1, like)}[draw]
+    torch.manual_seed(9)
+    eager = call()
+    torch.manual_seed(9)
+    with _Recording() as mode:
+        recorded = call()
+    assert torch.equal(eager, recorded)
+    assert any(op.startswith("rnnreg.") for op in mode.ops), mode.ops

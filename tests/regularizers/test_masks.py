@@ -13,6 +13,8 @@ import torch
 from rnnreg.kernels import fast
 from rnnreg.regularizers.masks import bernoulli_keep, dropout_mask, keep_mask
 
+from helpers import counter_hash_bits
+
 needs_fast = pytest.mark.skipif(not fast.fast_available(), reason="C++ extension unavailable")
 DTYPES = [torch.float32, torch.float64]
 N_ROWS, N_COLS = 2000, 2000  # 4M elements
@@ -153,30 +155,10 @@ def test_same_for_any_thread_count(dtype, threads):
         assert torch.equal(ops.dropout_mask([n], 0.4, 5, dtype), big[:n])
 
 
-def _reference_bits(seed: int, n: int) -> torch.Tensor:
-    """csrc/masks.cpp's hash written out in int64 arithmetic (a spec check of the vector code)."""
-    m32, m64 = 0xFFFFFFFF, (1 << 64) - 1
-    z = (seed + 0x9E3779B97F4A7C15) & m64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m64
-    z ^= z >> 31
-    k0, k1 = z & m32, z >> 32
-
-    def mul(x, c):  # (x * c) mod 2^32 without overflowing int64
-        return (x * (c & 0xFFFF) + (((x * (c >> 16)) & 0xFFFF) << 16)) & m32
-
-    def mix(x):
-        x = mul(x ^ (x >> 16), 0x7FEB352D)
-        x = mul(x ^ (x >> 15), 0x846CA68B)
-        return x ^ (x >> 16)
-
-    return mix(mix(torch.arange(n, dtype=torch.int64) ^ k0) ^ k1)
-
-
 @needs_fast
 def test_matches_the_documented_hash():
     seed, n = -1234567890123, 1003
-    bits = _reference_bits(seed, n)
+    bits = counter_hash_bits(seed, n)
     ops = torch.ops.rnnreg_fast
     # float64: u = bits * 2^-32; float32: u = (bits >> 8) * 2^-24; keep iff u < prob.
     prob64 = torch.rand(n, dtype=torch.float64)

@@ -22,9 +22,12 @@
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define RR_X86 1
-// The fast clones' ISA. No -march=native in the build: its cache may be shared between machines,
-// so the clone is chosen at run time instead (dispatch.h).
+// The fast clones' ISAs. No -march=native in the build: its cache may be shared between machines,
+// so the clone is chosen at run time instead (dispatch.h). The AVX-512 clone asks for 512-bit
+// vectors explicitly: GCC's generic tuning would otherwise vectorize with 256 bits.
 #define RR_AVX2 __attribute__((target("avx2,fma")))
+#define RR_AVX512 \
+  __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prefer-vector-width=512")))
 #else
 #define RR_X86 0
 #endif

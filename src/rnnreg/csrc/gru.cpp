@@ -25,8 +25,7 @@ template <typename T>
 struct GruFwdP {
   T* g;          // x-side projection x_t @ W_ih^T (B, 3H) in; r, z, n out when training
   const T* bih;  // b_ih (3H)
-  const T* hw;   // W_hh h_in: (b, k) at hw[b * tbs + k * tks]
-  int64_t tbs, tks;
+  const T* hw;   // h_in @ W_hh^T (B, 3H)
   const T* bhh;  // b_hh (3H)
   const T* hp;
   const T* u;  int64_t u_rs;
@@ -44,10 +43,9 @@ RR_INLINE void gru_fwd_k(const GruFwdP<T>& p, int64_t begin, int64_t end) {
     T* xr = p.g + b * 3 * H;
     T* xz = xr + H;
     T* xn = xr + 2 * H;
-    const int64_t ld = p.tks;
-    const T* hr = p.hw + b * p.tbs;
-    const T* hz = hr + H * ld;
-    const T* hnp = hr + 2 * H * ld;
+    const T* hr = p.hw + b * 3 * H;
+    const T* hz = hr + H;
+    const T* hnp = hr + 2 * H;
     const T* br = p.bhh;
     const T* bz = br + H;
     const T* bn = br + 2 * H;
@@ -61,9 +59,9 @@ RR_INLINE void gru_fwd_k(const GruFwdP<T>& p, int64_t begin, int64_t end) {
     T* hn = TRAIN ? p.hn + b * H : nullptr;
     RR_IVDEP
     for (int64_t j = j0; j < j1; ++j) {
-      const T r = sigmoid_v((xr[j] + cr[j]) + (hr[j * ld] + br[j]));
-      const T z = sigmoid_v((xz[j] + cz[j]) + (hz[j * ld] + bz[j]));
-      const T h_n = hnp[j * ld] + bn[j];
+      const T r = sigmoid_v((xr[j] + cr[j]) + (hr[j] + br[j]));
+      const T z = sigmoid_v((xz[j] + cz[j]) + (hz[j] + bz[j]));
+      const T h_n = hnp[j] + bn[j];
       const T n = tanh_v((xn[j] + cn[j]) + r * h_n);
       const T h_old = hp[j];
       const T h_new = (T(1) - z) * (n * u[j]) + z * h_old;
@@ -87,8 +85,7 @@ struct GruBwdP {
   const T* u;  int64_t u_rs;
   const T* kh; int64_t kh_rs;
   const T* dhu; int64_t dhu_rs;
-  const T* dhr;  // (b, j) at dhr[b * tbs + j * tks]
-  int64_t tbs, tks;
+  const T* dhr;  // dG_h,{t+1} @ W_hh: recurrent part of dL/dh_t, (B, H)
   const T* rm; int64_t rm_rs;
   T* dhd;
   T* dgx;  // (B, 3H) gradients of the x-side pre-activations
@@ -108,8 +105,7 @@ RR_INLINE void gru_bwd_k(const GruBwdP<T>& p, int64_t begin, int64_t end) {
     const T* u = p.u + b * p.u_rs;
     const T* kh = p.kh + b * p.kh_rs;
     const T* dhu = p.dhu + b * p.dhu_rs;
-    const T* dhr = p.dhr + b * p.tbs;
-    const int64_t ld = p.tks;
+    const T* dhr = p.dhr + b * H;
     const T* rm = p.rm + b * p.rm_rs;
     T* dhd = p.dhd + b * H;
     T* dxr = p.dgx + b * 3 * H;
@@ -120,7 +116,7 @@ RR_INLINE void gru_bwd_k(const GruBwdP<T>& p, int64_t begin, int64_t end) {
     T* dhn_ = dhr_ + 2 * H;
     RR_IVDEP
     for (int64_t j = j0; j < j1; ++j) {
-      const T dh = dhu[j] + dhd[j] + dhr[j * ld] * rm[j];
+      const T dh = dhu[j] + dhd[j] + dhr[j] * rm[j];
       const T w_h = kh[j];
       const T dh_new = (T(1) - w_h) * dh;
       const T r = gr[j], z = gz[j], n = gn[j], uj = u[j], h_old = hp[j];
@@ -155,7 +151,8 @@ std::vector<Tensor> gru_fwd(const Tensor& x, const Tensor& h0, const Tensor& w_i
   const auto opt = x.options();
   Tensor gates = project(x, w_ih);  // (T, B, 3H)
   Tensor hs = at::empty({T, B, H}, opt);
-  RecGemm rg(w_hh, B, false, opt);
+  const RecGemm rg(w_hh, B, false);
+  Tensor hw = at::empty({B, 3 * H}, opt);  // h_in @ W_hh^T of the current step
   Tensor hn = train ? at::empty({T, B, H}, opt) : Tensor();
   const bool rec = has(rec_mask);
   Tensor hin = rec ? at::empty({train ? T : 2, B, H}, opt) : Tensor();
@@ -167,9 +164,7 @@ std::vector<Tensor> gru_fwd(const Tensor& x, const Tensor& h0, const Tensor& w_i
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnreg_gru_fwd", [&] {
     GruFwdP<scalar_t> p{};
     p.H = H;
-    p.hw = rg.out.data_ptr<scalar_t>();
-    p.tbs = rg.bs();
-    p.tks = rg.ks();
+    p.hw = hw.data_ptr<scalar_t>();
     p.bhh = ptr_or<scalar_t>(b_hh, nz.zeros);
     p.bih = ptr_or<scalar_t>(b_ih, nz.zeros);
     p.rm = rec ? rec_mask->data_ptr<scalar_t>() : nullptr;
@@ -180,16 +175,18 @@ std::vector<Tensor> gru_fwd(const Tensor& x, const Tensor& h0, const Tensor& w_i
     const scalar_t* kh0 = ptr_or<scalar_t>(keep_h, nz.zeros);
     scalar_t* hs_p = hs.data_ptr<scalar_t>();
     scalar_t* g0 = gates.data_ptr<scalar_t>();
+    scalar_t* hin_p = rec ? hin.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* h0_p = h0.data_ptr<scalar_t>();
     for (int64_t t = 0; t < T; ++t) {
       const int64_t slot = train ? t : t % 2, next = train ? t + 1 : (t + 1) % 2;
-      rg.fwd(rec ? hin[slot] : (t == 0 ? h0 : hs[t - 1]));
       p.g = g0 + t * 3 * BH;
-      p.hp = t == 0 ? h0.data_ptr<scalar_t>() : hs_p + (t - 1) * BH;
+      p.hp = t == 0 ? h0_p : hs_p + (t - 1) * BH;
+      rg.run(rec ? hin_p + slot * BH : p.hp, hw.data_ptr<scalar_t>(), false);
       p.u = u0 + t * u_ts;
       p.kh = kh0 + t * kh_ts;
       p.h = hs_p + t * BH;
       p.hn = train ? hn.data_ptr<scalar_t>() + t * BH : nullptr;
-      p.hin = rec && t + 1 < T ? hin.data_ptr<scalar_t>() + next * BH : nullptr;
+      p.hin = rec && t + 1 < T ? hin_p + next * BH : nullptr;
       if (train) {
         run_pointwise<GruFwdK<scalar_t, true>>(p, BH, kStepGrain);
       } else {
@@ -211,7 +208,9 @@ std::vector<Tensor> gru_bwd(const OptT& dhs, const Tensor& x, const Tensor& h0,
   const bool rec = has(rec_mask);
   Tensor dgx = at::empty({T, B, 3 * H}, opt), dgh = at::empty({T, B, 3 * H}, opt);
   Tensor dhd = at::zeros({B, H}, opt);
-  RecGemm rg(w_hh, B, true, opt);
+  Tensor dhr = at::zeros({B, H}, opt);  // dG_h,{t+1} @ W_hh, zero for the last step
+  const RecGemm rg(w_hh, B, true);
+  const OptT dhu = dense(dhs);
   Neutral nz(H, opt);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnreg_gru_bwd", [&] {
     GruBwdP<scalar_t> p{};
@@ -219,19 +218,17 @@ std::vector<Tensor> gru_bwd(const OptT& dhs, const Tensor& x, const Tensor& h0,
     p.rm = rec ? rec_mask->data_ptr<scalar_t>() : nz.ones.data_ptr<scalar_t>();
     p.rm_rs = rec ? H : 0;
     const int64_t u_ts = has(upd_mask) ? BH : 0, kh_ts = has(keep_h) ? BH : 0,
-                  dhu_ts = has(dhs) ? BH : 0;
+                  dhu_ts = has(dhu) ? BH : 0;
     p.u_rs = has(upd_mask) ? H : 0;
     p.kh_rs = has(keep_h) ? H : 0;
-    p.dhu_rs = has(dhs) ? H : 0;
+    p.dhu_rs = has(dhu) ? H : 0;
     const scalar_t* u0 = ptr_or<scalar_t>(upd_mask, nz.ones);
     const scalar_t* kh0 = ptr_or<scalar_t>(keep_h, nz.zeros);
-    const scalar_t* dhu0 = ptr_or<scalar_t>(dhs, nz.zeros);
+    const scalar_t* dhu0 = ptr_or<scalar_t>(dhu, nz.zeros);
     const scalar_t* g0 = gates.data_ptr<scalar_t>();
     const scalar_t* hn0 = hn.data_ptr<scalar_t>();
     const scalar_t* hs_p = hs.data_ptr<scalar_t>();
-    p.dhr = rg.out.data_ptr<scalar_t>();
-    p.tbs = rg.bs();
-    p.tks = rg.ks();
+    p.dhr = dhr.data_ptr<scalar_t>();
     p.dhd = dhd.data_ptr<scalar_t>();
     for (int64_t t = T - 1; t >= 0; --t) {
       p.g = g0 + t * 3 * BH;
@@ -243,15 +240,15 @@ std::vector<Tensor> gru_bwd(const OptT& dhs, const Tensor& x, const Tensor& h0,
       p.dgx = dgx.data_ptr<scalar_t>() + t * 3 * BH;
       p.dgh = dgh.data_ptr<scalar_t>() + t * 3 * BH;
       run_pointwise<GruBwdK<scalar_t>>(p, BH, kStepGrain);
-      if (t > 0 || (needs & kH0)) rg.bwd(dgh[t]);
+      if (t > 0 || (needs & kH0)) rg.run(p.dgh, dhr.data_ptr<scalar_t>(), false);
     }
   });
   std::vector<Tensor> out(6);
   const Tensor dgx2 = dgx.view({T * B, 3 * H});
-  if (needs & kH0) out[1] = rec ? dhd.addcmul_(rg.as_bh(), *rec_mask) : dhd.add_(rg.as_bh());
+  if (needs & kH0) out[1] = rec ? dhd.addcmul_(dhr, *rec_mask) : dhd.add_(dhr);
   if (needs & kWhh) out[3] = grad_w_hh(dgh, hin, h0, hs);
-  if (needs & kBih) out[4] = dgx2.sum(0);
-  if (needs & kBhh) out[5] = dgh.view({T * B, 3 * H}).sum(0);
+  if (needs & kBih) out[4] = col_sums(dgx2);
+  if (needs & kBhh) out[5] = col_sums(dgh.view({T * B, 3 * H}));
   grad_inputs(dgx2, x, w_ih, needs, out[2], out[0]);
   return with_empties(std::move(out), opt);
 }

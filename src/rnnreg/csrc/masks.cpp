@@ -3,9 +3,10 @@
 // Why: torch.rand costs ~8-9.5 ns per element on the 2-core CPU we target and runs on one thread,
 // so weight drop (a mask over every W_hh) and zoneout ((T, B, H) masks) took 7-15% of a training
 // step. Here element i's uniform is a pure function of (seed, i): two rounds of a 32-bit
-// xorshift-multiply hash, which vectorize (AVX2 32-bit mullo, chosen at run time) and split across
-// threads freely: ~1.4 ns per element on one thread, ~0.7 on two (the 4 vector multiplies per
-// element are the bottleneck on that Zen 1 CPU; fewer rounds would be faster but weaker).
+// xorshift-multiply hash, which vectorize (AVX2 or AVX-512 32-bit mullo, chosen at run time) and
+// split across threads freely: ~1.4 ns per element on one thread, ~0.7 on two (the 4 vector
+// multiplies per element are the bottleneck on that Zen 1 CPU; fewer rounds would be faster but
+// weaker).
 // The result does not depend on the thread count or the grain; Python draws the 64-bit seed from
 // torch's default generator, once per mask, so torch.manual_seed reproduces masks.
 //
@@ -23,49 +24,13 @@
 #include <cmath>
 #include <cstdint>
 
+#include "counter_hash.h"
 #include "dispatch.h"
 
 namespace rnnreg_fast {
 namespace {
 
 using at::Tensor;
-
-// A low-bias 32-bit integer hash (xorshift-multiply, bijective). One round mixes well; two keyed
-// rounds make streams for different seeds unrelated.
-RR_INLINE uint32_t mix32(uint32_t x) {
-  x ^= x >> 16;
-  x *= 0x7feb352dU;
-  x ^= x >> 15;
-  x *= 0x846ca68bU;
-  x ^= x >> 16;
-  return x;
-}
-
-struct Key {
-  uint32_t k0, k1;
-};
-
-// splitmix64's finalizer: seeds that differ in a few bits still get unrelated keys.
-Key make_key(int64_t seed) {
-  uint64_t z = static_cast<uint64_t>(seed) + 0x9E3779B97F4A7C15ULL;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  z ^= z >> 31;
-  return {static_cast<uint32_t>(z), static_cast<uint32_t>(z >> 32)};
-}
-
-// The vector loops run on 32-bit lanes, so the high half of a 64-bit index goes into the key
-// (constant over each 2^32-element segment; zero for every realistic mask).
-RR_INLINE uint32_t segment_key(const Key& key, int64_t i) {
-  return key.k1 + static_cast<uint32_t>(static_cast<uint64_t>(i) >> 32) * 0x9E3779B9U;
-}
-
-RR_INLINE uint32_t bits(uint32_t lo, uint32_t k0, uint32_t k1) { return mix32(mix32(lo ^ k0) ^ k1); }
-
-// End of the segment (constant high index half) that starts at s, clipped to e.
-RR_INLINE int64_t segment_end(int64_t s, int64_t e) {
-  return std::min<int64_t>(e, ((s >> 32) + 1) << 32);
-}
 
 template <typename T>
 struct ThresholdP {  // out = bits < t ? below : above
@@ -82,7 +47,7 @@ struct ProbP {  // out = u < prob ? 1 : 0
   Key key;
 };
 
-// Plain loops, no lambdas: a lambda body would not inherit the AVX2 target of run_avx2.
+// Plain loops, no lambdas: a lambda body would not inherit the target of run_avx2 / run_avx512.
 template <typename T>
 RR_INLINE void threshold_k(const ThresholdP<T>& p, int64_t b, int64_t e) {
   for (int64_t s = b, stop; s < e; s = stop) {
@@ -127,7 +92,7 @@ RR_INLINE void prob_k(const ProbP<double>& p, int64_t b, int64_t e) {
   }
 }
 
-// The AVX2 clone for double too: the time goes into the integer hash, not into the double compare.
+// The vector clones for double too: the time goes into the integer hash, not the double compare.
 template <typename T>
 using ThresholdK = Kernel<T, ThresholdP<T>, &threshold_k<T>, true>;
 template <typename T>

@@ -25,10 +25,8 @@ enum Act : int { kTanh = 0, kRelu = 1, kTrec = 2 };
 
 template <typename T>
 struct RnnFwdP {
-  T* g;  // input projection x_t @ W_ih^T (B, H) in; activation derivative out when training
+  T* g;  // x_t @ W_ih^T + h_in @ W_hh^T (B, H) in; activation derivative out when training
   const T* bias;  // (H) b_ih + b_hh
-  const T* gt;  // recurrent term W_hh h_in: (b, k) at gt[b * tbs + k * tks]
-  int64_t tbs, tks;
   const T* hp;
   const T* kh; int64_t kh_rs;
   T* h;
@@ -43,14 +41,12 @@ RR_INLINE void rnn_fwd_k(const RnnFwdP<T>& p, int64_t begin, int64_t end) {
   const T thr = p.thr;
   RR_ROWS(begin, end, H) {
     T* g = p.g + b * H;
-    const int64_t ld = p.tks;
-    const T* gt = p.gt + b * p.tbs;
     const T* hp = p.hp + b * H;
     const T* kh = p.kh + b * p.kh_rs;
     T* h = p.h + b * H;
     RR_IVDEP
     for (int64_t j = j0; j < j1; ++j) {
-      const T pre = g[j] + p.bias[j] + gt[j * ld];
+      const T pre = g[j] + p.bias[j];
       T a, d;
       if (ACT == kTanh) {
         a = tanh_v(pre);
@@ -74,8 +70,7 @@ struct RnnBwdP {
   const T* d;  // activation derivative (B, H)
   const T* kh; int64_t kh_rs;
   const T* dhu; int64_t dhu_rs;
-  const T* dhr;  // (b, j) at dhr[b * tbs + j * tks]
-  int64_t tbs, tks;
+  const T* dhr;  // dG_{t+1} @ W_hh: recurrent part of dL/dh_t, (B, H)
   const T* rm; int64_t rm_rs;
   T* dhd;
   T* dg;
@@ -89,14 +84,13 @@ RR_INLINE void rnn_bwd_k(const RnnBwdP<T>& p, int64_t begin, int64_t end) {
     const T* d = p.d + b * H;
     const T* kh = p.kh + b * p.kh_rs;
     const T* dhu = p.dhu + b * p.dhu_rs;
-    const T* dhr = p.dhr + b * p.tbs;
-    const int64_t ld = p.tks;
+    const T* dhr = p.dhr + b * H;
     const T* rm = p.rm + b * p.rm_rs;
     T* dhd = p.dhd + b * H;
     T* dg = p.dg + b * H;
     RR_IVDEP
     for (int64_t j = j0; j < j1; ++j) {
-      const T dh = dhu[j] + dhd[j] + dhr[j * ld] * rm[j];
+      const T dh = dhu[j] + dhd[j] + dhr[j] * rm[j];
       const T w_h = kh[j];
       dg[j] = (T(1) - w_h) * dh * d[j];
       dhd[j] = w_h * dh;
@@ -145,14 +139,11 @@ std::vector<Tensor> rnn_fwd(const Tensor& x, const Tensor& h0, const Tensor& w_i
     Tensor hin0 = hin[0];
     at::mul_out(hin0, h0, *rec_mask);
   }
-  RecGemm rg(w_hh, B, false, opt);
+  const RecGemm rg(w_hh, B, false);
   Neutral nz(H, opt);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnreg_rnn_fwd", [&] {
     RnnFwdP<scalar_t> p{};
     p.H = H;
-    p.gt = rg.out.data_ptr<scalar_t>();
-    p.tbs = rg.bs();
-    p.tks = rg.ks();
     p.thr = static_cast<scalar_t>(threshold);
     p.bias = bias.defined() ? bias.data_ptr<scalar_t>() : nz.zeros.data_ptr<scalar_t>();
     p.rm = rec ? rec_mask->data_ptr<scalar_t>() : nullptr;
@@ -161,14 +152,16 @@ std::vector<Tensor> rnn_fwd(const Tensor& x, const Tensor& h0, const Tensor& w_i
     const scalar_t* kh0 = ptr_or<scalar_t>(keep_h, nz.zeros);
     scalar_t* hs_p = hs.data_ptr<scalar_t>();
     scalar_t* g0 = gates.data_ptr<scalar_t>();
+    scalar_t* hin_p = rec ? hin.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* h0_p = h0.data_ptr<scalar_t>();
     for (int64_t t = 0; t < T; ++t) {
       const int64_t slot = train ? t : t % 2, next = train ? t + 1 : (t + 1) % 2;
-      rg.fwd(rec ? hin[slot] : (t == 0 ? h0 : hs[t - 1]));
       p.g = g0 + t * BH;
-      p.hp = t == 0 ? h0.data_ptr<scalar_t>() : hs_p + (t - 1) * BH;
+      p.hp = t == 0 ? h0_p : hs_p + (t - 1) * BH;
+      rg.run(rec ? hin_p + slot * BH : p.hp, p.g, true);  // g_t += h_in @ W_hh^T
       p.kh = kh0 + t * kh_ts;
       p.h = hs_p + t * BH;
-      p.hin = rec && t + 1 < T ? hin.data_ptr<scalar_t>() + next * BH : nullptr;
+      p.hin = rec && t + 1 < T ? hin_p + next * BH : nullptr;
       run_rnn_fwd(p, act, train, BH);
     }
   });
@@ -185,22 +178,22 @@ std::vector<Tensor> rnn_bwd(const OptT& dhs, const Tensor& x, const Tensor& h0,
   const bool rec = has(rec_mask);
   Tensor dg = at::empty({T, B, H}, opt);
   Tensor dhd = at::zeros({B, H}, opt);
-  RecGemm rg(w_hh, B, true, opt);
+  Tensor dhr = at::zeros({B, H}, opt);  // dG_{t+1} @ W_hh, zero for the last step
+  const RecGemm rg(w_hh, B, true);
+  const OptT dhu = dense(dhs);
   Neutral nz(H, opt);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnreg_rnn_bwd", [&] {
     RnnBwdP<scalar_t> p{};
     p.H = H;
     p.rm = rec ? rec_mask->data_ptr<scalar_t>() : nz.ones.data_ptr<scalar_t>();
     p.rm_rs = rec ? H : 0;
-    const int64_t kh_ts = has(keep_h) ? BH : 0, dhu_ts = has(dhs) ? BH : 0;
+    const int64_t kh_ts = has(keep_h) ? BH : 0, dhu_ts = has(dhu) ? BH : 0;
     p.kh_rs = has(keep_h) ? H : 0;
-    p.dhu_rs = has(dhs) ? H : 0;
+    p.dhu_rs = has(dhu) ? H : 0;
     const scalar_t* kh0 = ptr_or<scalar_t>(keep_h, nz.zeros);
-    const scalar_t* dhu0 = ptr_or<scalar_t>(dhs, nz.zeros);
+    const scalar_t* dhu0 = ptr_or<scalar_t>(dhu, nz.zeros);
     const scalar_t* d0 = deriv.data_ptr<scalar_t>();
-    p.dhr = rg.out.data_ptr<scalar_t>();
-    p.tbs = rg.bs();
-    p.tks = rg.ks();
+    p.dhr = dhr.data_ptr<scalar_t>();
     p.dhd = dhd.data_ptr<scalar_t>();
     for (int64_t t = T - 1; t >= 0; --t) {
       p.d = d0 + t * BH;
@@ -208,14 +201,14 @@ std::vector<Tensor> rnn_bwd(const OptT& dhs, const Tensor& x, const Tensor& h0,
       p.dhu = dhu0 + t * dhu_ts;
       p.dg = dg.data_ptr<scalar_t>() + t * BH;
       run_pointwise<RnnBwdK<scalar_t>>(p, BH, kStepGrain);
-      if (t > 0 || (needs & kH0)) rg.bwd(dg[t]);
+      if (t > 0 || (needs & kH0)) rg.run(p.dg, dhr.data_ptr<scalar_t>(), false);
     }
   });
   std::vector<Tensor> out(6);
   const Tensor dg2 = dg.view({T * B, H});
-  if (needs & kH0) out[1] = rec ? dhd.addcmul_(rg.as_bh(), *rec_mask) : dhd.add_(rg.as_bh());
+  if (needs & kH0) out[1] = rec ? dhd.addcmul_(dhr, *rec_mask) : dhd.add_(dhr);
   if (needs & kWhh) out[3] = grad_w_hh(dg, hin, h0, hs);
-  if (needs & (kBih | kBhh)) out[4] = dg2.sum(0);
+  if (needs & (kBih | kBhh)) out[4] = col_sums(dg2);
   grad_inputs(dg2, x, w_ih, needs, out[2], out[0]);
   return with_empties(std::move(out), opt);
 }

@@ -256,8 +256,9 @@ _refusing(rnn_backward)
 
 
 # ------------------------------------------------------------------------------------------------
-# Masks (csrc/masks.cpp): a pure function of a 64-bit seed (a one-element int64 tensor) and the
-# element's index, so the same seed gives the same mask under any thread count.
+# Masks (csrc/masks.cpp) and Gaussian noise (csrc/noise.cpp): a pure function of a 64-bit seed (a
+# one-element int64 tensor) and the element's index, so the same seed gives the same values under
+# any thread count.
 
 
 @custom_op("rnnreg::dropout_mask", mutates_args=(), device_types="cpu")
@@ -289,6 +290,17 @@ def keep_mask_const(seed: Tensor, like: Tensor, prob: float) -> Tensor:
 
 @keep_mask_const.register_fake
 def _(seed, like, prob):
+    return torch.empty(like.shape, dtype=like.dtype, device=like.device)
+
+
+@custom_op("rnnreg::normal_noise", mutates_args=(), device_types="cpu")
+def normal_noise(seed: Tensor, like: Tensor, std: float) -> Tensor:
+    """std * N(0, 1) (csrc/noise.cpp), shaped and typed like ``like`` (only its metadata is read)."""
+    return native_ops().normal_noise(list(like.shape), std, int(seed.item()), like.dtype)
+
+
+@normal_noise.register_fake
+def _(seed, like, std):
     return torch.empty(like.shape, dtype=like.dtype, device=like.device)
 
 

@@ -12,6 +12,10 @@ torch's default generator, so ``torch.manual_seed`` still reproduces it, and its
 depend on the thread count. Anything else (CUDA, half precision, no extension) uses torch.rand;
 both draw u ~ U[0, 1) and keep ``u >= p`` (dropout) or ``u < prob`` (zoneout), so the
 distributions are the same, though the two paths give different masks for one seed.
+
+Weight noise's Gaussian draws live here too, for the same reasons: on the fast path
+(csrc/noise.cpp) a Box-Muller transform of two counter-based uniforms, ~10x cheaper than
+torch.randn here; elsewhere torch.randn.
 """
 
 from __future__ import annotations
@@ -83,3 +87,11 @@ def keep_mask(shape: tuple[int, ...] | torch.Size, prob: float, like: Tensor) ->
     if fast is not None:
         return fast.fast_keep_mask_const(shape, prob, like)
     return bernoulli_keep(like.new_full(shape, prob))
+
+
+def normal_noise(shape: tuple[int, ...] | torch.Size, std: float, like: Tensor) -> Tensor:
+    """``std`` times standard normal draws, in like's dtype and device (weight noise, Graves 2011)."""
+    fast = _fast(like)
+    if fast is not None:
+        return fast.fast_normal_noise(shape, std, like)
+    return torch.randn(shape, dtype=like.dtype, device=like.device) * std

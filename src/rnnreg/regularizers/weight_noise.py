@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .masks import check_nonnegative
+from .masks import check_nonnegative, normal_noise
 from .reparametrize import _ReparametrizedWrapper
 
 
@@ -25,7 +25,7 @@ def add_weight_noise(weight: Tensor, std: float, training: bool) -> Tensor:
     std = check_nonnegative("std", std)
     if not training or std == 0.0:
         return weight
-    return weight + torch.randn_like(weight) * std
+    return weight + normal_noise(weight.shape, std, weight)
 
 
 class WeightNoise(_ReparametrizedWrapper):

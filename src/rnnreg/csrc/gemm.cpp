@@ -1,0 +1,68 @@
+// A test hook for gemm.h: one product through a named route, so the tests can check each route the
+// recurrences may take against torch.mm. Why: on a machine whose torch brings MKL the recurrences
+// always take "blas" or "packed", and the "aten" fallback (a torch without a Fortran BLAS) would
+// otherwise never run here.
+#include <ATen/Dispatch.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <string>
+
+#include "gemm.h"
+
+namespace rnnreg_fast {
+namespace {  // internal linkage, see compiler.h
+
+// a (m, k) @ b (k, n), plus c (m, n) when accumulate, through `route`: "blas" (sgemm_/dgemm_),
+// "packed" (MKL's packed GEMM, float only) or "aten" (at::mm on views of the same memory). a and
+// b may be row-strided views (the leading dimensions); the result is written into a buffer wider
+// than n, so the output's leading dimension differs from its width too (the packed route, as the
+// recurrences use it, takes dense rows: its a and b are made contiguous).
+at::Tensor gemm_route(const at::Tensor& a_in, const at::Tensor& b_in, const at::Tensor& c,
+                      bool accumulate, const std::string& route) {
+  TORCH_CHECK(a_in.dim() == 2 && b_in.dim() == 2 && c.dim() == 2, "gemm_route: 2-d operands");
+  TORCH_CHECK(a_in.size(1) == b_in.size(0) && c.size(0) == a_in.size(0) && c.size(1) == b_in.size(1),
+              "gemm_route: shapes do not chain");
+  TORCH_CHECK(a_in.scalar_type() == b_in.scalar_type() && c.scalar_type() == a_in.scalar_type(),
+              "gemm_route: one dtype");
+  const bool packed = route == "packed";
+  const at::Tensor a = packed || a_in.stride(1) != 1 ? a_in.contiguous() : a_in;
+  const at::Tensor b = packed || b_in.stride(1) != 1 ? b_in.contiguous() : b_in;
+  const int64_t m = a.size(0), k = a.size(1), n = b.size(1), ldc = packed ? n : n + 3;
+  at::Tensor buf = at::empty({m, ldc}, c.options());  // (m, ldc), the product in its first n columns
+  at::Tensor out = buf.narrow(1, 0, n);
+  out.copy_(c);
+  if (packed) {
+    TORCH_CHECK(a.scalar_type() == at::kFloat, "gemm_route: the packed route is float only");
+    const PackedB pb(b, false, m, n, k);
+    TORCH_CHECK(pb.ok(), "gemm_route: MKL's packed GEMM is not available");
+    pb.run(a.data_ptr<float>(), buf.data_ptr<float>(), accumulate);
+    return out;
+  }
+  TORCH_CHECK(route == "blas" || route == "aten", "gemm_route: unknown route ", route);
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "rnnreg_gemm_route", [&] {
+    const scalar_t *pa = a.data_ptr<scalar_t>(), *pb = b.data_ptr<scalar_t>();
+    scalar_t* pc = buf.data_ptr<scalar_t>();
+    if (route == "aten") {
+      gemm_nn_aten<scalar_t>(m, n, k, pa, a.stride(0), pb, b.stride(0), accumulate, pc, ldc);
+    } else {
+      const scalar_t beta = accumulate ? scalar_t(1) : scalar_t(0);
+      TORCH_CHECK(blas_fits(m, n, k, a.stride(0), b.stride(0), ldc) &&
+                      blas_nn(static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), pa,
+                              static_cast<int>(a.stride(0)), pb, static_cast<int>(b.stride(0)),
+                              beta, pc, static_cast<int>(ldc)),
+                  "gemm_route: no Fortran BLAS in this torch");
+    }
+  });
+  return out;
+}
+
+}  // namespace
+}  // namespace rnnreg_fast
+
+// Registered as a fragment, like every file here (see recurrence.h).
+TORCH_LIBRARY_FRAGMENT(rnnreg_fast, m) {
+  m.def("gemm_route(Tensor a, Tensor b, Tensor c, bool accumulate, str route) -> Tensor",
+        &rnnreg_fast::gemm_route);
+}
