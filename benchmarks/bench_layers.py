@@ -36,7 +36,7 @@ import torch
 import rnnreg
 from rnnreg.kernels import pick_kernel
 from rnnreg.penalties import ar, norm_stabilizer, tar
-from torch_regularized import TorchRegularizedLSTM, ar_tar
+from torch_regularized import TorchRegularizedLSTM, twin_step
 
 GATES = {"lstm": 4, "gru": 3}
 AWD_DROPOUTS = {"input_p": 0.4, "hidden_p": 0.25, "output_p": 0.4}  # AWD-LSTM's dropouti/h/dropout
@@ -133,20 +133,6 @@ def build_twin(size: Size, cfg: Config) -> list[torch.nn.Module] | None:
             for k, (i, h, n) in enumerate(size.modules)]
 
 
-def make_twin_step(modules: list[torch.nn.Module], x: torch.Tensor, weight: torch.Tensor, penalty: str | None):
-    """make_step for the plain-PyTorch twin: the same loss, AR/TAR on the last module's outputs."""
-    def step() -> None:
-        x.grad = None
-        for m in modules:
-            m.zero_grad(set_to_none=True)
-        out = x
-        for m in modules:
-            out, raw = m(out)
-        loss = (out * weight).sum() + (ar_tar(out, raw) if penalty == "ar_tar" else 0.0)
-        loss.backward()
-    return step
-
-
 def penalty_of(states: rnnreg.RecurrentStates | None, kind: str | None) -> torch.Tensor | float:
     """The penalty terms on the last module's sequences (AR on the dropped output, TAR on the raw
     one, Merity et al. 2017; norm-stabilizer on the cells, Krueger & Memisevic 2016)."""
@@ -222,7 +208,7 @@ def measure(size: Size, cfg: Config, repeats: int, min_time: float) -> dict:
              "candidate": make_step(build(size, cfg, False), x, weight, cfg.penalty, cfg.autocast)}
     twin = build_twin(size, cfg)
     if twin is not None:
-        steps["same_work"] = make_twin_step(twin, x, weight, cfg.penalty)
+        steps["same_work"] = twin_step(twin, x, weight, cfg.penalty == "ar_tar")
     for step in steps.values():
         step()  # warm-up: allocator, thread pool, lazy kernel builds
     # Each timed block runs at least min_time seconds, so small sizes are not timer noise; the

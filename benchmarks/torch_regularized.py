@@ -68,3 +68,18 @@ class TorchRegularizedLSTM(nn.Module):
 def ar_tar(dropped: Tensor, raw: Tensor, alpha: float = 2.0, beta: float = 1.0) -> Tensor:
     """AR on the dropped output and TAR on the raw one (Merity, McCann & Socher 2017)."""
     return alpha * dropped.pow(2).mean() + beta * (raw[1:] - raw[:-1]).pow(2).mean()
+
+
+def twin_step(modules: list[TorchRegularizedLSTM], x: Tensor, weight: Tensor, with_ar_tar: bool):
+    """One training iteration of a stack of twins, as bench_layers.make_step does for rnnreg's:
+    loss = sum(out * weight), plus AR/TAR on the last module's outputs; then backward."""
+    def step() -> None:
+        x.grad = None
+        for m in modules:
+            m.zero_grad(set_to_none=True)
+        out = x
+        for m in modules:
+            out, raw = m(out)
+        loss = (out * weight).sum() + (ar_tar(out, raw) if with_ar_tar else 0.0)
+        loss.backward()
+    return step

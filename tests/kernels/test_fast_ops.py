@@ -144,7 +144,7 @@ class _Recording(TorchDispatchMode):
 
 
 @pytest.mark.parametrize("draw", ["dropout", "keep", "keep_const", "noise"])
-def test_eager_calls_and_recorded_calls_give_the_same_values(draw):
+def test_eager_calls_and_recorded_calls_give_the_same_values(draw, monkeypatch):
     """Plain eager calls go straight to the C++ kernel; under a recording mode the registered op
     runs instead, with the seed as a tensor. Same generator state, same values either way."""
     like, prob = torch.empty(0), torch.full((T, B, H), 0.3)
@@ -152,8 +152,12 @@ def test_eager_calls_and_recorded_calls_give_the_same_values(draw):
             "keep": lambda: fast.fast_keep_mask(prob),
             "keep_const": lambda: fast.fast_keep_mask_const((T, B, H), 0.3, like),
             "noise": lambda: fast.fast_normal_noise((T, B, H), 0.1, like)}[draw]
-    torch.manual_seed(9)
-    eager = call()
+    registered = fast._ops
+    with monkeypatch.context() as m:  # the eager call must not touch the registered ops
+        m.setattr(fast, "_ops", lambda: pytest.fail("an eager draw went through the registered op"))
+        torch.manual_seed(9)
+        eager = call()
+    assert fast._ops is registered
     torch.manual_seed(9)
     with _Recording() as mode:
         recorded = call()

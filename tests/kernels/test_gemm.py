@@ -1,9 +1,9 @@
 """The per-step products' routes (csrc/gemm.h), each against torch.mm.
 
 The recurrences take the Fortran BLAS or MKL's packed GEMM wherever torch brings them, as it does
-here; the at::mm fallback for a torch without them is reached through the ``gemm_route`` hook, so
-it is checked here too, on operands with leading dimensions wider than their rows (the recurrences
-hand the products slices of larger buffers).
+here; the at::mm fallback for a torch without them is reached through the ``gemm_route`` hook
+(csrc/probes.cpp), so it is checked here too, on operands with leading dimensions wider than their
+rows (the recurrences hand the products slices of larger buffers).
 """
 
 import pytest
@@ -24,6 +24,8 @@ def _route(a, b, c, accumulate, route):
 def test_each_route_computes_the_product(route, dtype, accumulate):
     if route == "packed" and dtype == torch.float64:
         pytest.skip("MKL's packed GEMM is float only; double takes dgemm_ or at::mm")
+    if route not in torch.ops.rnnreg_fast.gemm_routes():
+        pytest.skip(f"this torch has no {route} route")
     g = torch.Generator().manual_seed(0)
     m, k, n = 7, 13, 11
     a = torch.randn(m, k + 5, dtype=dtype, generator=g)[:, 2:2 + k]  # (m, k), row stride k + 5
@@ -32,6 +34,10 @@ def test_each_route_computes_the_product(route, dtype, accumulate):
     expected = a @ b + (c if accumulate else 0)
     tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-12}
     torch.testing.assert_close(_route(a, b, c, accumulate, route), expected, **tol)
+
+
+def test_the_fallback_is_always_there():
+    assert "aten" in torch.ops.rnnreg_fast.gemm_routes()
 
 
 def test_an_unknown_route_is_refused():

@@ -26,8 +26,12 @@
 // so the clone is chosen at run time instead (dispatch.h). The AVX-512 clone asks for 512-bit
 // vectors explicitly: GCC's generic tuning would otherwise vectorize with 256 bits.
 #define RR_AVX2 __attribute__((target("avx2,fma")))
+#if defined(__clang__)  // clang has no prefer-vector-width target option (and drops the attribute)
+#define RR_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
+#else
 #define RR_AVX512 \
   __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prefer-vector-width=512")))
+#endif
 #else
 #define RR_X86 0
 #endif

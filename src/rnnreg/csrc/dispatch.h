@@ -12,6 +12,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <type_traits>
 
 #include "compiler.h"
@@ -19,9 +21,9 @@
 namespace rnnreg_fast {
 namespace {  // internal linkage, see compiler.h
 
-// A kernel instantiation as a type: run_base / run_avx2 below are templates on it, so each clone
-// gets its own copy of the kernel body with everything inlined into it (a function pointer passed
-// at run time, or a lambda, would be compiled once, for the baseline ISA). T is the scalar, P the
+// A kernel instantiation as a type: run_base / run_avx2 / run_avx512 below are templates on it, so
+// each clone gets its own copy of the kernel body with everything inlined into it (a function
+// pointer passed at run time, or a lambda, would be compiled once, for the baseline ISA). T is the scalar, P the
 // parameter struct, F the kernel, over the flat range [b, e). SIMD: whether the vector clones are
 // worth having; by default float only, since the double kernels spend their time in libm calls
 // that the clones cannot vectorize.
@@ -56,17 +58,42 @@ inline bool cpu_has_avx512() {
 }
 #endif
 
+// The widest clone allowed: 0 baseline, 1 AVX2, 2 AVX-512. ATEN_CPU_CAPABILITY, torch's own switch
+// for its CPU kernels ("default", "avx2", "avx512"), caps ours the same way, read once per
+// process: a user who keeps torch off AVX-512 keeps rnnreg off it too, and the tests run every
+// clone on a machine that has them all (the clones' float results may differ in the last bits:
+// the compiler contracts multiply-adds into FMAs in the vector clones only).
+inline int isa_cap() {
+  static const int cap = [] {
+    const char* v = std::getenv("ATEN_CPU_CAPABILITY");
+    if (v == nullptr) return 2;
+    if (std::strcmp(v, "default") == 0) return 0;
+    if (std::strcmp(v, "avx2") == 0) return 1;
+    return 2;
+  }();
+  return cap;
+}
+
+// The clone run_pointwise picks for a vector kernel: "avx512", "avx2" or "base".
+inline const char* simd_clone() {
+#if RR_X86
+  if (isa_cap() >= 2 && cpu_has_avx512()) return "avx512";
+  if (isa_cap() >= 1 && cpu_has_avx2_fma()) return "avx2";
+#endif
+  return "base";
+}
+
 // Below `grain` elements the range stays on one thread: a parallel region costs microseconds, so
 // each caller sets its grain from its own per-element cost.
 template <typename K>
 void run_pointwise(const typename K::P& p, int64_t n, int64_t grain) {
 #if RR_X86
   if constexpr (K::simd) {
-    if (cpu_has_avx512()) {
+    if (isa_cap() >= 2 && cpu_has_avx512()) {
       at::parallel_for(0, n, grain, [&](int64_t b, int64_t e) { run_avx512<K>(p, b, e); });
       return;
     }
-    if (cpu_has_avx2_fma()) {
+    if (isa_cap() >= 1 && cpu_has_avx2_fma()) {
       at::parallel_for(0, n, grain, [&](int64_t b, int64_t e) { run_avx2<K>(p, b, e); });
       return;
     }

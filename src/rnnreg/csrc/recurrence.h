@@ -164,7 +164,9 @@ inline Tensor transposed(const Tensor& w_in) {
 }
 
 // Column sums of a (rows, n) matrix, as a matrix-vector product: the bias gradients, sum_t,b dG.
-// (dG.sum(0) took 2.8x as long for AWD's 5600 x 4600 dG on one thread, 3.7x on two.)
+// (dG.sum(0) took 2.8x as long for AWD's 5600 x 4600 dG on one thread, 3.7x on two.) The BLAS
+// accumulates each column in order where torch.sum sums pairwise, so over many rows the result
+// can differ from dG.sum(0) in the last float bits (the layer tests' tolerances hold).
 inline Tensor col_sums(const Tensor& m) {
   return at::mv(m.t(), at::ones({m.size(0)}, m.options()));
 }

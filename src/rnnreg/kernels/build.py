@@ -1,11 +1,12 @@
 """Building and loading the C++ stepwise kernel (``csrc/``).
 
-The kernel (``lstm.cpp``, ``gru.cpp``, ``rnn.cpp``, ``masks.cpp`` and their shared headers) is
-compiled by ``torch.utils.cpp_extension.load`` on first use and cached in torch's extension
-directory (``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``), in a folder of its own
-per environment (:func:`build_directory`). ``fast_available()`` reports whether that worked; when
-it did not, callers use the reference recurrences instead. The compiled ops live under
-``torch.ops.rnnreg_fast``; ``kernels/fast_ops.py`` wraps them as the registered ``rnnreg::`` ops.
+The kernel (``lstm.cpp``, ``gru.cpp``, ``rnn.cpp``, ``masks.cpp``, ``noise.cpp``, the test hooks of
+``probes.cpp`` and their shared headers) is compiled by ``torch.utils.cpp_extension.load`` on
+first use and cached in torch's extension directory (``TORCH_EXTENSIONS_DIR``, default
+``~/.cache/torch_extensions``), in a folder of its own per environment (:func:`build_directory`).
+``fast_available()`` reports whether that worked; when it did not, callers use the reference
+recurrences instead. The compiled ops live under ``torch.ops.rnnreg_fast``; ``kernels/fast_ops.py``
+wraps them as the registered ``rnnreg::`` ops.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ __all__ = ["build_directory", "fast_available", "native_ops"]
 
 logger = logging.getLogger(__name__)
 
-_CSRC = Path(__file__).resolve().parent.parent / "csrc"  # one .cpp per cell, plus masks.cpp
+_CSRC = Path(__file__).resolve().parent.parent / "csrc"  # one .cpp per cell, masks, noise, probes
 _EXT_NAME = "rnnreg_stepwise"
 _lock = threading.Lock()
 _state: dict[str, bool] = {}
@@ -65,8 +66,8 @@ def _build() -> None:
         build_directory=str(where),
         sources=sorted(str(p) for p in _CSRC.glob("*.cpp")),  # sorted: a stable build order
         # -fno-trapping-math lets the compiler if-convert (and so vectorize) the pointwise loops;
-        # no -march=native: the build cache may be shared between machines (AVX2 is picked at
-        # run time inside the kernel). -fopenmp: at::parallel_for is OpenMP-based in its headers.
+        # no -march=native: the build cache may be shared between machines (the AVX2 or AVX-512
+        # clone is picked at run time inside the kernel, csrc/dispatch.h). -fopenmp: at::parallel_for is OpenMP-based in its headers.
         extra_cflags=["-O3", "-fno-trapping-math", "-fno-math-errno", "-fopenmp"],
         extra_ldflags=["-fopenmp"],
         is_python_module=False,

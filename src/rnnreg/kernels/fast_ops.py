@@ -261,15 +261,15 @@ _refusing(rnn_backward)
 # any thread count.
 
 
+def _shaped_like(seed: Tensor, like: Tensor, value: float) -> Tensor:
+    """The fake kernel of the draws shaped and typed like ``like``: its metadata, no values."""
+    return torch.empty(like.shape, dtype=like.dtype, device=like.device)
+
+
 @custom_op("rnnreg::dropout_mask", mutates_args=(), device_types="cpu")
 def dropout_mask(seed: Tensor, like: Tensor, p: float) -> Tensor:
     """Shaped and typed like ``like`` (only its metadata is read: an expanded scalar will do)."""
     return native_ops().dropout_mask(list(like.shape), p, int(seed.item()), like.dtype)
-
-
-@dropout_mask.register_fake
-def _(seed, like, p):
-    return torch.empty(like.shape, dtype=like.dtype, device=like.device)
 
 
 @custom_op("rnnreg::keep_mask", mutates_args=(), device_types="cpu")
@@ -288,20 +288,14 @@ def keep_mask_const(seed: Tensor, like: Tensor, prob: float) -> Tensor:
     return native_ops().keep_mask_const(list(like.shape), prob, int(seed.item()), like.dtype)
 
 
-@keep_mask_const.register_fake
-def _(seed, like, prob):
-    return torch.empty(like.shape, dtype=like.dtype, device=like.device)
-
-
 @custom_op("rnnreg::normal_noise", mutates_args=(), device_types="cpu")
 def normal_noise(seed: Tensor, like: Tensor, std: float) -> Tensor:
     """std * N(0, 1) (csrc/noise.cpp), shaped and typed like ``like`` (only its metadata is read)."""
     return native_ops().normal_noise(list(like.shape), std, int(seed.item()), like.dtype)
 
 
-@normal_noise.register_fake
-def _(seed, like, std):
-    return torch.empty(like.shape, dtype=like.dtype, device=like.device)
+for _op in (dropout_mask, keep_mask_const, normal_noise):
+    _op.register_fake(_shaped_like)
 
 
 # Under CPU autocast the kernel's own matrix products would return bf16 / fp16 into float32

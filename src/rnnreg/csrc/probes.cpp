@@ -1,14 +1,19 @@
-// A test hook for gemm.h: one product through a named route, so the tests can check each route the
-// recurrences may take against torch.mm. Why: on a machine whose torch brings MKL the recurrences
-// always take "blas" or "packed", and the "aten" fallback (a torch without a Fortran BLAS) would
-// otherwise never run here.
+// Test hooks: the tests reach through them the routes the kernel otherwise picks on its own.
+// gemm_route: one product through a named route of gemm.h, checked against torch.mm. Why: on a
+// machine whose torch brings MKL the recurrences always take "blas" or "packed", and the "aten"
+// fallback (a torch without a Fortran BLAS) would otherwise never run there.
+// gemm_routes: which routes this torch offers. simd_clone: the pointwise clone in use (dispatch.h),
+// so a test run under ATEN_CPU_CAPABILITY can check that the cap took.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/ones.h>
 #include <torch/library.h>
 
 #include <string>
+#include <vector>
 
+#include "dispatch.h"
 #include "gemm.h"
 
 namespace rnnreg_fast {
@@ -58,6 +63,15 @@ at::Tensor gemm_route(const at::Tensor& a_in, const at::Tensor& b_in, const at::
   return out;
 }
 
+std::vector<std::string> gemm_routes() {
+  std::vector<std::string> out{"aten"};
+  if (sgemm_ && dgemm_) out.push_back("blas");
+  if (PackedB(at::ones({2, 2}), false, 2, 2, 2).ok()) out.push_back("packed");
+  return out;
+}
+
+std::string simd_clone_name() { return simd_clone(); }
+
 }  // namespace
 }  // namespace rnnreg_fast
 
@@ -65,4 +79,6 @@ at::Tensor gemm_route(const at::Tensor& a_in, const at::Tensor& b_in, const at::
 TORCH_LIBRARY_FRAGMENT(rnnreg_fast, m) {
   m.def("gemm_route(Tensor a, Tensor b, Tensor c, bool accumulate, str route) -> Tensor",
         &rnnreg_fast::gemm_route);
+  m.def("gemm_routes() -> str[]", &rnnreg_fast::gemm_routes);
+  m.def("simd_clone() -> str", &rnnreg_fast::simd_clone_name);
 }
