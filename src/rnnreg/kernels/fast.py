@@ -20,6 +20,7 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode
 from . import fast_ops  # noqa: F401 - registers torch.ops.rnnreg.*
 from .build import build_directory, fast_available, native_ops
 from .precision import outside_cpu_autocast
+from .shapes import check_shapes
 
 __all__ = ["build_directory", "fast_available", "lstm_fast", "gru_fast", "rnn_fast",
            "fast_dropout_mask", "fast_keep_mask", "fast_keep_mask_const", "fast_normal_noise"]
@@ -46,22 +47,7 @@ def _check(x: Tensor, states: tuple[Tensor, ...], w_ih: Tensor, w_hh: Tensor, ga
             raise RuntimeError(f"rnnreg fast kernel: CPU tensors only, got {t.device}")
     if x.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"rnnreg fast kernel: float32 or float64 only, got {x.dtype}")
-    if x.dim() != 3 or x.shape[0] == 0:
-        raise ValueError(f"rnnreg fast kernel: x must be (T, B, I) with T > 0, got {tuple(x.shape)}")
-    H = w_hh.shape[-1]
-    G = gates * H
-    if tuple(w_hh.shape) != (G, H) or tuple(w_ih.shape) != (G, x.shape[2]):
-        raise ValueError(f"rnnreg fast kernel: weights must be {(G, x.shape[2])} and {(G, H)}, "
-                         f"got {tuple(w_ih.shape)} and {tuple(w_hh.shape)}")
-    for s in states:
-        if tuple(s.shape) != (x.shape[1], H):
-            raise ValueError(f"rnnreg fast kernel: initial states must be {(x.shape[1], H)}, "
-                             f"got {tuple(s.shape)}")
-    for v in vectors:
-        if v is not None and tuple(v.shape) != (G,):
-            raise ValueError(f"rnnreg fast kernel: biases must be ({G},), got {tuple(v.shape)}")
-    if peep is not None and tuple(peep.shape) != (3 * H,):
-        raise ValueError(f"rnnreg fast kernel: peep must be ({3 * H},), got {tuple(peep.shape)}")
+    check_shapes("rnnreg fast kernel", x, states, w_ih, w_hh, gates, vectors, peep)
 
 
 def _dense(t: Tensor | None, like: Tensor) -> Tensor | None:

@@ -109,6 +109,19 @@ def _dh(dhd, dhr, rm, dhu, k, m, ACC: tl.constexpr, RM: tl.constexpr, DHU: tl.co
 
 
 @triton.jit
+def _zone_split(d, w, k, m, ACC: tl.constexpr, ON: tl.constexpr, BLOCK: tl.constexpr):
+    # Zoneout backward (Krueger et al. 2016 eq. 5, s_t = lerp(new, old, w_t)): of the gradient d on
+    # s_t, (1 - w_t) d reaches the new value and w_t d the previous state (0 without zoneout).
+    d_new = d
+    d_prev = tl.full([BLOCK], 0.0, ACC)
+    if ON:
+        w_t = _ld(w, k, m, ACC)
+        d_new = (1.0 - w_t) * d
+        d_prev = w_t * d
+    return d_new, d_prev
+
+
+@triton.jit
 def lstm_bwd_kernel(gates, cp, cn, peep, u, kh, kc, dhu, dcu, dhr, rm, dhd, dc, dg, N, H,
                     ACC: tl.constexpr, PEEP: tl.constexpr, U: tl.constexpr, KH: tl.constexpr,
                     KC: tl.constexpr, DHU: tl.constexpr, DCU: tl.constexpr, RM: tl.constexpr,
@@ -126,18 +139,8 @@ def lstm_bwd_kernel(gates, cp, cn, peep, u, kh, kc, dhu, dcu, dhr, rm, dhd, dc, 
     dct = _ld(dc, k, m, ACC)
     if DCU:
         dct += _ld(dcu, k, m, ACC)
-    dh_new = dh
-    dc_zone = dct
-    dc_prev = tl.full([BLOCK], 0.0, ACC)
-    dh_prev = tl.full([BLOCK], 0.0, ACC)
-    if KH:
-        w_h = _ld(kh, k, m, ACC)
-        dh_new = (1.0 - w_h) * dh
-        dh_prev = w_h * dh
-    if KC:
-        w_c = _ld(kc, k, m, ACC)
-        dc_zone = (1.0 - w_c) * dct
-        dc_prev = w_c * dct
+    dh_new, dh_prev = _zone_split(dh, kh, k, m, ACC, KH, BLOCK)
+    dc_zone, dc_prev = _zone_split(dct, kc, k, m, ACC, KC, BLOCK)
     tc = _tanh(_ld(cn, k, m, ACC))
     d_o = dh_new * tc * o * (1.0 - o)
     dc_new = dh_new * o * (1.0 - tc * tc) + dc_zone
@@ -199,12 +202,7 @@ def gru_bwd_kernel(gates, hn, hp, u, kh, dhu, dhr, rm, dhd, dgx, dgh, N, H, ACC:
     z = _ld(gates, gk + H, m, ACC)
     n = _ld(gates, gk + 2 * H, m, ACC)
     dh = _dh(dhd, dhr, rm, dhu, k, m, ACC, RM, DHU)
-    dh_new = dh
-    dh_prev = tl.full([BLOCK], 0.0, ACC)
-    if KH:
-        w_h = _ld(kh, k, m, ACC)
-        dh_new = (1.0 - w_h) * dh
-        dh_prev = w_h * dh
+    dh_new, dh_prev = _zone_split(dh, kh, k, m, ACC, KH, BLOCK)
     nu = n
     d_n = dh_new * (1.0 - z) * (1.0 - n * n)
     if U:
@@ -247,11 +245,6 @@ def rnn_bwd_kernel(deriv, kh, dhu, dhr, rm, dhd, dg, N, ACC: tl.constexpr, KH: t
     k = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = k < N
     dh = _dh(dhd, dhr, rm, dhu, k, m, ACC, RM, DHU)
-    dh_new = dh
-    dh_prev = tl.full([BLOCK], 0.0, ACC)
-    if KH:
-        w_h = _ld(kh, k, m, ACC)
-        dh_new = (1.0 - w_h) * dh
-        dh_prev = w_h * dh
+    dh_new, dh_prev = _zone_split(dh, kh, k, m, ACC, KH, BLOCK)
     _st(dg, k, dh_new * _ld(deriv, k, m, ACC), m)
     _st(dhd, k, dh_prev, m)

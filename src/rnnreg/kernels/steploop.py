@@ -33,6 +33,7 @@ from types import ModuleType
 import torch
 from torch import Tensor
 
+from .shapes import check_shapes
 from .steploop_common import no_autocast
 from .steploop_gru import GRUStepLoop, gru_forward
 from .steploop_lstm import LSTMStepLoop, lstm_forward
@@ -99,21 +100,9 @@ def run_dtype(x: Tensor) -> torch.dtype:
 
 def _check(x: Tensor, states: tuple[Tensor, ...], w_ih: Tensor, w_hh: Tensor, gates: int,
            peep: Tensor | None = None) -> None:
-    if x.dim() != 3 or x.shape[0] == 0:
-        raise ValueError(f"step loop: x must be (T, B, I) with T > 0, got {tuple(x.shape)}")
+    check_shapes("step loop", x, states, w_ih, w_hh, gates, peep=peep)
     if not x.is_floating_point():
         raise TypeError(f"step loop: floating-point inputs only, got {x.dtype}")
-    H = w_hh.shape[-1]
-    G = gates * H
-    if tuple(w_hh.shape) != (G, H) or tuple(w_ih.shape) != (G, x.shape[2]):
-        raise ValueError(f"step loop: weights must be {(G, x.shape[2])} and {(G, H)}, "
-                         f"got {tuple(w_ih.shape)} and {tuple(w_hh.shape)}")
-    for s in states:
-        if tuple(s.shape) != (x.shape[1], H):
-            raise ValueError(f"step loop: initial states must be {(x.shape[1], H)}, "
-                             f"got {tuple(s.shape)}")
-    if peep is not None and tuple(peep.shape) != (3 * H,):
-        raise ValueError(f"step loop: peep must be ({3 * H},), got {tuple(peep.shape)}")
 
 
 def _dense(t: Tensor | None, dtype: torch.dtype) -> Tensor | None:
