@@ -67,7 +67,8 @@ def _build() -> None:
         sources=sorted(str(p) for p in _CSRC.glob("*.cpp")),  # sorted: a stable build order
         # -fno-trapping-math lets the compiler if-convert (and so vectorize) the pointwise loops;
         # no -march=native: the build cache may be shared between machines (the AVX2 or AVX-512
-        # clone is picked at run time inside the kernel, csrc/dispatch.h). -fopenmp: at::parallel_for is OpenMP-based in its headers.
+        # clone is picked at run time inside the kernel, csrc/dispatch.h). -fopenmp:
+        # at::parallel_for is OpenMP-based in its headers.
         extra_cflags=["-O3", "-fno-trapping-math", "-fno-math-errno", "-fopenmp"],
         extra_ldflags=["-fopenmp"],
         is_python_module=False,

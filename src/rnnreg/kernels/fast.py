@@ -163,12 +163,18 @@ def _recorded(seed: Tensor) -> bool:
             or _get_current_dispatch_mode() is not None)
 
 
-def fast_dropout_mask(shape: tuple[int, ...] | torch.Size, p: float, like: Tensor) -> Tensor:
-    """Entries 0 with probability p, else 1/(1-p), in like's dtype (CPU float32 / float64)."""
+def _shaped_draw(name: str, shape: tuple[int, ...] | torch.Size, value: float, like: Tensor) -> Tensor:
+    """One seeded draw of shape ``shape`` in like's dtype through op ``name``, whose registered form
+    takes (seed, shaped-like, value) and native form (shape, value, seed, dtype)."""
     seed = _seed()
     if _recorded(seed):
-        return _ops().dropout_mask(seed, _shaped(shape, like), float(p))
-    return native_ops().dropout_mask(list(shape), float(p), int(seed), like.dtype)
+        return getattr(_ops(), name)(seed, _shaped(shape, like), float(value))
+    return getattr(native_ops(), name)(list(shape), float(value), int(seed), like.dtype)
+
+
+def fast_dropout_mask(shape: tuple[int, ...] | torch.Size, p: float, like: Tensor) -> Tensor:
+    """Entries 0 with probability p, else 1/(1-p), in like's dtype (CPU float32 / float64)."""
+    return _shaped_draw("dropout_mask", shape, p, like)
 
 
 def fast_keep_mask(prob: Tensor) -> Tensor:
@@ -182,15 +188,9 @@ def fast_keep_mask(prob: Tensor) -> Tensor:
 def fast_keep_mask_const(shape: tuple[int, ...] | torch.Size, prob: float, like: Tensor) -> Tensor:
     """0/1 in like's dtype, 1 with probability prob; equal to fast_keep_mask(full(shape, prob))
     for the same generator state."""
-    seed = _seed()
-    if _recorded(seed):
-        return _ops().keep_mask_const(seed, _shaped(shape, like), float(prob))
-    return native_ops().keep_mask_const(list(shape), float(prob), int(seed), like.dtype)
+    return _shaped_draw("keep_mask_const", shape, prob, like)
 
 
 def fast_normal_noise(shape: tuple[int, ...] | torch.Size, std: float, like: Tensor) -> Tensor:
     """std * N(0, 1) entries in like's dtype (CPU float32 / float64), one seed per call."""
-    seed = _seed()
-    if _recorded(seed):
-        return _ops().normal_noise(seed, _shaped(shape, like), float(std))
-    return native_ops().normal_noise(list(shape), float(std), int(seed), like.dtype)
+    return _shaped_draw("normal_noise", shape, std, like)
