@@ -120,8 +120,11 @@ def test_a_finite_divergence_counts_as_a_nan(corpus_dir, tmp_path, policy, event
     summary = train(config, run)
     messages = [r["message"] for r in read_metrics(run.metrics) if r["kind"] == "event"]
     assert summary["status"] == "failed"
-    assert len([m for m in messages if m.startswith("diverged loss")]) == events
-    assert "train.divergence_factor=100" in messages[0]
+    # The first event is the finite divergence; after a recovery at lr x0.125 the loss may diverge
+    # finitely again or overflow, depending on the CPU's arithmetic: both count towards the policy.
+    assert len([m for m in messages if m.startswith(("diverged loss", "non-finite loss"))]) == events, messages
+    assert messages[0].startswith("diverged loss") and "train.divergence_factor=100" in messages[0]
+    assert "stopping" in messages[-1], messages
 
 
 @pytest.mark.slow

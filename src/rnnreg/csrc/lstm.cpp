@@ -179,11 +179,12 @@ std::vector<Tensor> lstm_fwd(const Tensor& x, const Tensor& h0, const Tensor& c0
                              const Tensor& w_ih, const Tensor& w_hh, const OptT& b_ih,
                              const OptT& b_hh, const OptT& peep, const OptT& rec_mask,
                              const OptT& keep_h, const OptT& keep_c, const OptT& upd_mask,
-                             bool train) {
+                             bool train, bool bf16) {
   check_inputs(x, w_ih, w_hh, 4);
   const int64_t T = x.size(0), B = x.size(1), H = w_hh.size(1), BH = B * H;
   const auto opt = x.options();
-  Tensor gates = project(x, w_ih);  // (T, B, 4H)
+  bf16 = bf16 && x.scalar_type() == at::kFloat;  // bf16 products: float32 operands only
+  Tensor gates = project(x, w_ih, bf16);  // (T, B, 4H)
   const Tensor bias = bias_sum(b_ih, b_hh);
   Tensor hs = at::empty({T, B, H}, opt), cs = at::empty({T, B, H}, opt);
   const bool rec = has(rec_mask);
@@ -194,7 +195,7 @@ std::vector<Tensor> lstm_fwd(const Tensor& x, const Tensor& h0, const Tensor& c0
     Tensor hin0 = hin[0];
     at::mul_out(hin0, h0, *rec_mask);
   }
-  const RecGemm rg(w_hh, B, false);
+  const RecGemm rg(w_hh, B, false, bf16);
   Neutral nz(H, opt);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnreg_lstm_fwd", [&] {
     LstmFwdP<scalar_t> p{};
@@ -247,7 +248,7 @@ std::vector<Tensor> lstm_bwd(const OptT& dhs, const OptT& dcs, const Tensor& x, 
                              const OptT& peep, const OptT& rec_mask, const OptT& keep_h,
                              const OptT& keep_c, const OptT& upd_mask, const Tensor& hs,
                              const Tensor& cs, const Tensor& gates, const Tensor& cn,
-                             const Tensor& hin, int64_t needs) {
+                             const Tensor& hin, int64_t needs, bool bf16) {
   const int64_t T = x.size(0), B = x.size(1), H = w_hh.size(1), BH = B * H;
   const auto opt = x.options();
   const bool rec = has(rec_mask);
@@ -256,7 +257,10 @@ std::vector<Tensor> lstm_bwd(const OptT& dhs, const OptT& dcs, const Tensor& x, 
   Tensor dg = at::empty({T, B, 4 * H}, opt);
   Tensor dhd = at::zeros({B, H}, opt), dc = at::zeros({B, H}, opt);
   Tensor dhr = at::zeros({B, H}, opt);  // dG_{t+1} @ W_hh, zero for the last step
-  const RecGemm rg(w_hh, B, true);
+  const RecGemm rg(w_hh, B, true, bf16);
+  // With bf16 products each step's dG_t is kept rounded to bf16 (T, B, 4H), as the step's product
+  // reads it, and the weight and input gradients are products of that copy.
+  Tensor dgb = rg.bf16() ? at::empty({T, B, 4 * H}, opt.dtype(at::kBFloat16)) : Tensor();
   Tensor dp = want_peep ? at::zeros({B, 3 * H}, opt) : Tensor();
   Neutral nz(H, opt);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnreg_lstm_bwd", [&] {
@@ -297,16 +301,24 @@ std::vector<Tensor> lstm_bwd(const OptT& dhs, const OptT& dcs, const Tensor& x, 
       p.dcu = dcu0 + t * dcu_ts;
       p.dg = dg_p + t * 4 * BH;
       run_pointwise<LstmBwdK<scalar_t>>(p, BH, kStepGrain);
-      if (t > 0 || (needs & kH0)) rg.run(p.dg, dhr.data_ptr<scalar_t>(), false);
+      at::BFloat16* keep = dgb.defined() ? dgb.data_ptr<at::BFloat16>() + t * 4 * BH : nullptr;
+      if (t > 0 || (needs & kH0)) {
+        rg.run(p.dg, dhr.data_ptr<scalar_t>(), false, keep);
+      } else if (keep != nullptr) {  // set for float32 operands only, so dg is float
+        // No product at t = 0, but dG_0 enters the weight gradients.
+        rg.round(reinterpret_cast<const float*>(p.dg), keep);
+      }
     }
   });
   std::vector<Tensor> out(7);
   const Tensor dg2 = dg.view({T * B, 4 * H});
+  const bool lowp = bf16 && x.scalar_type() == at::kFloat;  // bf16 products over all steps too
+  const Tensor dgw = dgb.defined() ? dgb : dg;  // what they read (mm_f32 rounds a float32 dG)
   if (needs & kH0) out[1] = rec ? dhd.addcmul_(dhr, *rec_mask) : dhd.add_(dhr);
   if (needs & kC0) out[2] = dc;
-  if (needs & kWhh) out[4] = grad_w_hh(dg, hin, h0, hs);
+  if (needs & kWhh) out[4] = grad_w_hh(dgw, hin, h0, hs, lowp);
   if (needs & (kBih | kBhh)) out[5] = col_sums(dg2);
-  grad_inputs(dg2, x, w_ih, needs, out[3], out[0]);
+  grad_inputs(dgw.view({T * B, 4 * H}), x, w_ih, needs, out[3], out[0], lowp);
   if (want_peep) out[6] = dp.sum(0);
   return with_empties(std::move(out), opt);
 }
@@ -319,12 +331,12 @@ TORCH_LIBRARY_FRAGMENT(rnnreg_fast, m) {
   m.def(
       "lstm_fwd(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
       "Tensor? b_hh, Tensor? peep, Tensor? rec_mask, Tensor? keep_h, Tensor? keep_c, "
-      "Tensor? upd_mask, bool train) -> Tensor[]",
+      "Tensor? upd_mask, bool train, bool bf16=False) -> Tensor[]",
       &rnnreg_fast::lstm_fwd);
   m.def(
       "lstm_bwd(Tensor? dhs, Tensor? dcs, Tensor x, Tensor h0, Tensor c0, Tensor w_ih, "
       "Tensor w_hh, Tensor? peep, Tensor? rec_mask, Tensor? keep_h, Tensor? keep_c, "
       "Tensor? upd_mask, Tensor hs, Tensor cs, Tensor gates, Tensor cn, Tensor hin, "
-      "int needs) -> Tensor[]",
+      "int needs, bool bf16=False) -> Tensor[]",
       &rnnreg_fast::lstm_bwd);
 }

@@ -2,12 +2,14 @@
 // gemm_route: one product through a named route of gemm.h, checked against torch.mm. Why: on a
 // machine whose torch brings MKL the recurrences always take "blas" or "packed", and the "aten"
 // fallback (a torch without a Fortran BLAS) would otherwise never run there.
-// gemm_routes: which routes this torch offers. simd_clone: the pointwise clone in use (dispatch.h),
-// so a test run under ATEN_CPU_CAPABILITY can check that the cap took.
+// gemm_routes: which routes this torch offers; step_route: the one RecGemm takes for a step's
+// product of a given shape. simd_clone: the pointwise clone in use (dispatch.h), so a test run
+// under ATEN_CPU_CAPABILITY can check that the cap took.
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/ones.h>
+#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <string>
@@ -15,15 +17,19 @@
 
 #include "dispatch.h"
 #include "gemm.h"
+#include "onednn.h"
+#include "rec_gemm.h"
 
 namespace rnnreg_fast {
 namespace {  // internal linkage, see compiler.h
 
 // a (m, k) @ b (k, n), plus c (m, n) when accumulate, through `route`: "blas" (sgemm_/dgemm_),
-// "packed" (MKL's packed GEMM, float only) or "aten" (at::mm on views of the same memory). a and
-// b may be row-strided views (the leading dimensions); the result is written into a buffer wider
-// than n, so the output's leading dimension differs from its width too (the packed route, as the
-// recurrences use it, takes dense rows: its a and b are made contiguous).
+// "packed" (MKL's packed GEMM, float only), "onednn" / "onednn_t" (OneDnnB, float only, b given
+// as its rows / as b^T's rows, as the backward / forward recurrences give it) or "aten" (at::mm
+// on views of the same memory). a and b may be row-strided views (the leading dimensions); the
+// result is written into a buffer wider than n, so the output's leading dimension differs from
+// its width too (the packed and oneDNN routes, as the recurrences use them, take dense rows:
+// their a and b are made contiguous).
 at::Tensor gemm_route(const at::Tensor& a_in, const at::Tensor& b_in, const at::Tensor& c,
                       bool accumulate, const std::string& route) {
   TORCH_CHECK(a_in.dim() == 2 && b_in.dim() == 2 && c.dim() == 2, "gemm_route: 2-d operands");
@@ -31,13 +37,21 @@ at::Tensor gemm_route(const at::Tensor& a_in, const at::Tensor& b_in, const at::
               "gemm_route: shapes do not chain");
   TORCH_CHECK(a_in.scalar_type() == b_in.scalar_type() && c.scalar_type() == a_in.scalar_type(),
               "gemm_route: one dtype");
-  const bool packed = route == "packed";
+  const bool packed = route == "packed" || route == "onednn" || route == "onednn_t";
   const at::Tensor a = packed || a_in.stride(1) != 1 ? a_in.contiguous() : a_in;
   const at::Tensor b = packed || b_in.stride(1) != 1 ? b_in.contiguous() : b_in;
   const int64_t m = a.size(0), k = a.size(1), n = b.size(1), ldc = packed ? n : n + 3;
   at::Tensor buf = at::empty({m, ldc}, c.options());  // (m, ldc), the product in its first n columns
   at::Tensor out = buf.narrow(1, 0, n);
   out.copy_(c);
+  if (route == "onednn" || route == "onednn_t") {  // onednn_t: b handed over as b^T's rows
+    TORCH_CHECK(a.scalar_type() == at::kFloat, "gemm_route: the oneDNN route is float only");
+    const bool t = route == "onednn_t";
+    const OneDnnB ob(t ? b.t().contiguous() : b, t, m);
+    TORCH_CHECK(ob.ok(), "gemm_route: torch's oneDNN ops are not available");
+    ob.run(a.data_ptr<float>(), buf.data_ptr<float>(), accumulate);
+    return out;
+  }
   if (packed) {
     TORCH_CHECK(a.scalar_type() == at::kFloat, "gemm_route: the packed route is float only");
     const PackedB pb(b, false, m, n, k);
@@ -67,7 +81,16 @@ std::vector<std::string> gemm_routes() {
   std::vector<std::string> out{"aten"};
   if (sgemm_ && dgemm_) out.push_back("blas");
   if (PackedB(at::ones({2, 2}), false, 2, 2, 2).ok()) out.push_back("packed");
+  if (OneDnnB(at::ones({2, 2}), false, 2).ok()) {
+    out.push_back("onednn");
+    out.push_back("onednn_t");
+  }
   return out;
+}
+
+// The route RecGemm takes for a float W_hh of (gates * hidden, hidden) at this batch size.
+std::string step_route(int64_t batch, int64_t hidden, int64_t gates, bool backward) {
+  return RecGemm(at::zeros({gates * hidden, hidden}), batch, backward).route();
 }
 
 std::string simd_clone_name() { return simd_clone(); }
@@ -80,5 +103,6 @@ TORCH_LIBRARY_FRAGMENT(rnnreg_fast, m) {
   m.def("gemm_route(Tensor a, Tensor b, Tensor c, bool accumulate, str route) -> Tensor",
         &rnnreg_fast::gemm_route);
   m.def("gemm_routes() -> str[]", &rnnreg_fast::gemm_routes);
+  m.def("step_route(int batch, int hidden, int gates, bool backward) -> str", &rnnreg_fast::step_route);
   m.def("simd_clone() -> str", &rnnreg_fast::simd_clone_name);
 }

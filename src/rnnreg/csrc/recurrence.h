@@ -44,6 +44,8 @@
 
 #include "compiler.h"
 #include "gemm.h"
+#include "onednn.h"
+#include "rec_gemm.h"
 
 namespace rnnreg_fast {
 namespace {  // internal linkage, see compiler.h
@@ -83,11 +85,25 @@ inline void check_inputs(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh
               "rnnreg fast kernel: w_ih must be (G*H, I)");
 }
 
+// The products over all steps, a @ b in float32. With bf16 (the LSTM under CPU bf16 autocast, see
+// kernels/precision.py) through bf16 copies of the operands, as autocast's own products (oneDNN's
+// bf16 at::mm), the bf16 result then widened; operands already in bf16 are taken as they are.
+// In float32 a gradient product (turnable) is turned where that runs faster (prefer_transposed).
+inline Tensor mm_f32(const Tensor& a, const Tensor& b, bool bf16, bool turnable = false) {
+  if (!bf16) {
+    if (turnable && a.scalar_type() == at::kFloat &&
+        prefer_transposed(a.size(0), b.size(1), a.size(1)))
+      return at::mm(b.t(), a.t()).t().contiguous();  // (n, m) computed, (m, n) returned
+    return at::mm(a, b);
+  }
+  return at::mm(a.to(at::kBFloat16), b.to(at::kBFloat16)).to(at::kFloat);
+}
+
 // Input projection of all steps: x @ w_ih^T, as (T, B, G*H). (The biases are added in the
 // pointwise passes.)
-inline Tensor project(const Tensor& x, const Tensor& w_ih) {
+inline Tensor project(const Tensor& x, const Tensor& w_ih, bool bf16 = false) {
   const int64_t T = x.size(0), B = x.size(1);
-  return at::mm(x.reshape({T * B, x.size(2)}), w_ih.t()).view({T, B, w_ih.size(0)});
+  return mm_f32(x.reshape({T * B, x.size(2)}), w_ih.t(), bf16).view({T, B, w_ih.size(0)});
 }
 
 // b_ih + b_hh where both enter the same pre-activation (LSTM, Elman; not GRU's n gate), so the
@@ -100,11 +116,27 @@ inline Tensor bias_sum(const OptT& a, const OptT& b) {
 }
 
 // Weight gradient of the recurrent matrix: sum_t dG_t^T h_in_{t-1}. With rec_mask the h_in were
-// stored (hin, (T, B, H)); without it h_in_{t-1} is h0 for t = 0 and h_seq[t-1] after.
-inline Tensor grad_w_hh(const Tensor& dgh, const Tensor& hin, const Tensor& h0, const Tensor& hs) {
+// stored (hin, (T, B, H)); without it h_in_{t-1} is h0 for t = 0 and h_seq[t-1] after (with bf16
+// products, gathered into one bf16 (T, B, H) copy for a single product).
+inline Tensor grad_w_hh(const Tensor& dgh, const Tensor& hin, const Tensor& h0, const Tensor& hs,
+                        bool bf16 = false) {
   const int64_t T = dgh.size(0), B = dgh.size(1), GH = dgh.size(2), H = h0.size(1);
   if (hin.defined() && hin.numel() > 0) {
-    return at::mm(dgh.view({T * B, GH}).t(), hin.view({T * B, H}));
+    return mm_f32(dgh.view({T * B, GH}).t(), hin.view({T * B, H}), bf16, true);
+  }
+  if (bf16) {
+    Tensor h_in = at::empty({T, B, H}, h0.options().dtype(at::kBFloat16));
+    h_in[0].copy_(h0);
+    if (T > 1) h_in.narrow(0, 1, T - 1).copy_(hs.narrow(0, 0, T - 1));
+    return mm_f32(dgh.view({T * B, GH}).t(), h_in.view({T * B, H}), true);
+  }
+  if (dgh.scalar_type() == at::kFloat && prefer_transposed(GH, H, T * B)) {
+    Tensor dwt = at::mm(h0.t(), dgh[0]);  // (H, GH): the same sum, turned
+    if (T > 1) {
+      dwt.addmm_(hs.narrow(0, 0, T - 1).reshape({(T - 1) * B, H}).t(),
+                 dgh.narrow(0, 1, T - 1).reshape({(T - 1) * B, GH}));
+    }
+    return dwt.t().contiguous();
   }
   Tensor dw = at::mm(dgh[0].t(), h0);
   if (T > 1) {
@@ -117,10 +149,10 @@ inline Tensor grad_w_hh(const Tensor& dgh, const Tensor& hin, const Tensor& h0, 
 // The input-side gradients every cell shares, each one GEMM over all steps:
 // dW_ih = sum_t dG_x,t^T x_t and dx = dG_x W_ih. dgx2 is (T*B, G*H).
 inline void grad_inputs(const Tensor& dgx2, const Tensor& x, const Tensor& w_ih, int64_t needs,
-                        Tensor& dw_ih, Tensor& dx) {
+                        Tensor& dw_ih, Tensor& dx, bool bf16 = false) {
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2);
-  if (needs & kWih) dw_ih = at::mm(dgx2.t(), x.reshape({T * B, I}));
-  if (needs & kX) dx = at::mm(dgx2, w_ih).view({T, B, I});
+  if (needs & kWih) dw_ih = mm_f32(dgx2.t(), x.reshape({T * B, I}), bf16, true);
+  if (needs & kX) dx = mm_f32(dgx2, w_ih, bf16, true).view({T, B, I});
 }
 
 // The ops return a fixed-length list; a gradient nobody asked for is an empty tensor.
@@ -137,32 +169,6 @@ RR_INLINE void store_masked(T* hin, const T* h, const T* rm, int64_t j0, int64_t
   for (int64_t j = j0; j < j1; ++j) hin[j] = h[j] * rm[j];
 }
 
-// w (m, n) transposed into a new contiguous (n, m) tensor, in tiles that stay in L1. Why not
-// w.t().contiguous(): its copy walks one side with a stride of a whole row and took 14 ms for
-// AWD-LSTM's 4600 x 1150 W_hh (2 ms at H = 650), once per forward call.
-inline Tensor transposed(const Tensor& w_in) {
-  const Tensor w = w_in.contiguous();
-  const int64_t m = w.size(0), n = w.size(1);
-  Tensor out = at::empty({n, m}, w.options());
-  constexpr int64_t kTile = 32;
-  AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "rnnreg_transposed", [&] {
-    const scalar_t* src = w.data_ptr<scalar_t>();
-    scalar_t* dst = out.data_ptr<scalar_t>();
-    // Grain 16 tile rows: a small matrix (H = 200: 25 tile rows) stays on one thread.
-    at::parallel_for(0, (m + kTile - 1) / kTile, 16, [&](int64_t r0, int64_t r1) {
-      for (int64_t i0 = r0 * kTile; i0 < std::min(m, r1 * kTile); i0 += kTile) {
-        const int64_t i1 = std::min(m, i0 + kTile);
-        for (int64_t j0 = 0; j0 < n; j0 += kTile) {
-          const int64_t j1 = std::min(n, j0 + kTile);
-          for (int64_t i = i0; i < i1; ++i)
-            for (int64_t j = j0; j < j1; ++j) dst[j * m + i] = src[i * n + j];
-        }
-      }
-    });
-  });
-  return out;
-}
-
 // Column sums of a (rows, n) matrix, as a matrix-vector product: the bias gradients, sum_t,b dG.
 // (dG.sum(0) took 2.8x as long for AWD's 5600 x 4600 dG on one thread, 3.7x on two.) The BLAS
 // accumulates each column in order where torch.sum sums pairwise, so over many rows the result
@@ -170,35 +176,6 @@ inline Tensor transposed(const Tensor& w_in) {
 inline Tensor col_sums(const Tensor& m) {
   return at::mv(m.t(), at::ones({m.size(0)}, m.options()));
 }
-
-// Recurrent products, row-major with the batch as rows: forward R_t = h_in @ W_hh^T (B, GH),
-// backward D_t = dG_t @ W_hh (B, H), the weight operand prepared once per call (MKL's packed
-// layout, else W_hh^T made contiguous for the forward). On the 2-core Xeon (Sapphire Rapids) the
-// benchmarks run on, MKL takes 26 us for the B = 20, H = 200 forward product in this orientation
-// against 45 us transposed (W_hh @ h_in^T, which the Zen 1 CPU measured earlier preferred), and
-// 39 us against 59 us for the backward one; the pointwise passes then read R / D with unit
-// stride, so their loops vectorize without gathers.
-struct RecGemm {
-  Tensor w;        // forward: W_hh^T (H, GH); backward: W_hh (GH, H); undefined when packed
-  PackedB packed;  // the same operand in MKL's packed layout, where available (float)
-  int64_t B, k, n;  // out (B, n) = in (B, k) @ w (k, n)
-  RecGemm(const Tensor& w_hh, int64_t batch, bool backward)
-      : packed(w_hh.contiguous(), !backward, batch, backward ? w_hh.size(1) : w_hh.size(0),
-               backward ? w_hh.size(0) : w_hh.size(1)),
-        B(batch),
-        k(backward ? w_hh.size(0) : w_hh.size(1)),
-        n(backward ? w_hh.size(1) : w_hh.size(0)) {
-    if (!packed.ok()) w = backward ? w_hh.contiguous() : transposed(w_hh);
-  }
-  // out = in @ w, or out += in @ w (accumulate: the forward adds R_t onto the input projection).
-  template <typename T>
-  void run(const T* in, T* out, bool accumulate) const {
-    if constexpr (std::is_same<T, float>::value) {
-      if (packed.ok()) return packed.run(in, out, accumulate);
-    }
-    gemm_nn<T>(B, n, k, in, k, w.data_ptr<T>(), n, accumulate, out, n);
-  }
-};
 
 // The neutral rows that stand in for absent optional operands (zoneout weights, peepholes and
 // biases read zeros, masks read ones); sized for the widest user, the LSTM's 4H bias.

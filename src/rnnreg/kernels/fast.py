@@ -75,13 +75,15 @@ def _needs_grad(*tensors: Tensor | None) -> bool:
 # LSTM
 
 
-@outside_cpu_autocast()
+@outside_cpu_autocast(bf16_products=True)
 def lstm_fast(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
               b_ih: Tensor | None, b_hh: Tensor | None, peep: Tensor | None = None,
               rec_mask: Tensor | None = None, keep_h: Tensor | None = None,
-              keep_c: Tensor | None = None, upd_mask: Tensor | None = None
-              ) -> tuple[Tensor, Tensor]:
-    """Same as ``lstm_reference``: returns (h sequence (T, B, H), c sequence (T, B, H))."""
+              keep_c: Tensor | None = None, upd_mask: Tensor | None = None, *,
+              bf16_products: bool = False) -> tuple[Tensor, Tensor]:
+    """Same as ``lstm_reference``: returns (h sequence (T, B, H), c sequence (T, B, H)).
+    ``bf16_products`` (float32 arguments only; set by the decorator under CPU bf16 autocast): the
+    matrix products in bf16 with float32 accumulation, as autocast's products."""
     _check(x, (h0, c0), w_ih, w_hh, 4, (b_ih, b_hh), peep)
     ops = _ops()
     T, B, H = x.shape[0], x.shape[1], w_hh.shape[1]
@@ -89,7 +91,7 @@ def lstm_fast(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
     masks = [_mask(rec_mask, (B, H), x), _mask(keep_h, (T, B, H), x),
              _mask(keep_c, (T, B, H), x), _mask(upd_mask, (T, B, H), x)]
     train = _needs_grad(x, h0, c0, w_ih, w_hh, b_ih, b_hh, peep)  # keep what backward reads
-    hs, cs = ops.lstm_forward(*args, *masks, train)[:2]
+    hs, cs = ops.lstm_forward(*args, *masks, train, bf16_products and x.dtype == torch.float32)[:2]
     return hs, cs
 
 

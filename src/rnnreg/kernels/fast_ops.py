@@ -76,20 +76,22 @@ def _check_trained(ctx) -> None:
 # ------------------------------------------------------------------------------------------------
 # LSTM. Forward outputs: hs, cs (T, B, H); then, when train, what backward reads: the activated
 # gates (T, B, 4H), the un-zoned cells (T, B, H, only with keep_c) and h_t * rec_mask (T, B, H,
-# only with rec_mask); empty (0,) otherwise.
+# only with rec_mask); empty (0,) otherwise. bf16: the matrix products (forward and backward) take
+# bf16 operands with float32 accumulation, everything else stays float32 (CPU bf16 autocast, see
+# kernels/precision.py); saved for the backward.
 
 
 @custom_op("rnnreg::lstm_forward", mutates_args=(), device_types="cpu")
 def lstm_forward(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Opt, b_hh: Opt,
-                 peep: Opt, rec_mask: Opt, keep_h: Opt, keep_c: Opt, upd_mask: Opt, train: bool
-                 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+                 peep: Opt, rec_mask: Opt, keep_h: Opt, keep_c: Opt, upd_mask: Opt, train: bool,
+                 bf16: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     out = native_ops().lstm_fwd(x, h0, c0, w_ih, w_hh, b_ih, b_hh, peep, rec_mask, keep_h, keep_c,
-                                upd_mask, train)
+                                upd_mask, train, bf16)
     return _padded(out, 5, x)
 
 
 @lstm_forward.register_fake
-def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, peep, rec_mask, keep_h, keep_c, upd_mask, train):
+def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, peep, rec_mask, keep_h, keep_c, upd_mask, train, bf16=False):
     T, B, H = x.shape[0], x.shape[1], w_hh.shape[1]
     return (x.new_empty(T, B, H), x.new_empty(T, B, H), _maybe((T, B, 4 * H), train, x),
             _maybe((T, B, H), train and keep_c is not None, x),
@@ -99,15 +101,15 @@ def _(x, h0, c0, w_ih, w_hh, b_ih, b_hh, peep, rec_mask, keep_h, keep_c, upd_mas
 @custom_op("rnnreg::lstm_backward", mutates_args=(), device_types="cpu")
 def lstm_backward(dhs: Opt, dcs: Opt, x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
                   peep: Opt, rec_mask: Opt, keep_h: Opt, keep_c: Opt, upd_mask: Opt, hs: Tensor,
-                  cs: Tensor, gates: Tensor, cn: Tensor, hin: Tensor, needs: int
+                  cs: Tensor, gates: Tensor, cn: Tensor, hin: Tensor, needs: int, bf16: bool = False
                   ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     return tuple(native_ops().lstm_bwd(dhs, dcs, x, h0, c0, w_ih, w_hh, peep, rec_mask, keep_h, keep_c,
-                                       upd_mask, hs, cs, gates, cn, hin, needs))
+                                       upd_mask, hs, cs, gates, cn, hin, needs, bf16))
 
 
 @lstm_backward.register_fake
 def _(dhs, dcs, x, h0, c0, w_ih, w_hh, peep, rec_mask, keep_h, keep_c, upd_mask, hs, cs, gates, cn,
-      hin, needs):
+      hin, needs, bf16=False):
     return (_maybe(tuple(x.shape), needs & X, x), _maybe(tuple(h0.shape), needs & H0, x),
             _maybe(tuple(c0.shape), needs & C0, x), _maybe(tuple(w_ih.shape), needs & WIH, x),
             _maybe(tuple(w_hh.shape), needs & WHH, x), _maybe((w_hh.shape[0],), needs & (BIH | BHH), x),
@@ -115,24 +117,27 @@ def _(dhs, dcs, x, h0, c0, w_ih, w_hh, peep, rec_mask, keep_h, keep_c, upd_mask,
 
 
 def _lstm_setup(ctx, inputs, output) -> None:
-    x, h0, c0, w_ih, w_hh, _, _, peep, rec_mask, keep_h, keep_c, upd_mask, _ = inputs
+    x, h0, c0, w_ih, w_hh, _, _, peep, rec_mask, keep_h, keep_c, upd_mask, train, bf16 = inputs
     ctx.mark_non_differentiable(*output[2:])
     ctx.set_materialize_grads(False)
-    ctx.trained = inputs[-1]  # train: the kernel kept what backward reads
+    ctx.trained = train  # the kernel kept what backward reads
+    ctx.bf16 = bf16
     ctx.has_peep = peep is not None
     ctx.save_for_backward(x, h0, c0, w_ih, w_hh, peep, rec_mask, keep_h, keep_c, upd_mask, *output)
 
 
 def _lstm_backward(ctx, dhs, dcs, *_):
     if dhs is None and dcs is None:
-        return (None,) * 13
+        return (None,) * 14
     saved = ctx.saved_tensors
     _check_trained(ctx)
     n = ctx.needs_input_grad
     needs = _bits(n, (X, H0, C0, WIH, WHH, BIH, BHH, PEEP))
-    dx, dh0, dc0, dw_ih, dw_hh, db, dpeep = torch.ops.rnnreg.lstm_backward(_dense(dhs), _dense(dcs), *saved, needs)
+    dx, dh0, dc0, dw_ih, dw_hh, db, dpeep = torch.ops.rnnreg.lstm_backward(
+        _dense(dhs), _dense(dcs), *saved, needs, ctx.bf16)
     return (_pick(dx, n[0]), _pick(dh0, n[1]), _pick(dc0, n[2]), _pick(dw_ih, n[3]), _pick(dw_hh, n[4]),
-            *_bias_pair(db, n[5], n[6]), _pick(dpeep, n[7] and ctx.has_peep), None, None, None, None, None)
+            *_bias_pair(db, n[5], n[6]), _pick(dpeep, n[7] and ctx.has_peep), None, None, None, None, None,
+            None)
 
 
 lstm_forward.register_autograd(_lstm_backward, setup_context=_lstm_setup)

@@ -17,12 +17,13 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from ..kernels.precision import outside_cpu_autocast
+from ..kernels.precision import onednn_bf16_lstm, outside_cpu_autocast
 
-# oneDNN's CPU LSTM has no fp16 primitive (torch.nn.LSTM fails under fp16 autocast): computed
-# in float32, handed on in fp16 as under bf16. GRU and the Elman RNNs run as torch.nn's do.
-_OPS = {"lstm": torch.compiler.disable(outside_cpu_autocast(dtypes=(torch.float16,))(torch.lstm)), "gru": torch.gru,
-        "tanh": torch.rnn_tanh, "relu": torch.rnn_relu}
+# oneDNN's CPU LSTM has no fp16 primitive, and no bf16 one on some CPUs (AVX2-only ones), where
+# torch.nn.LSTM fails under such autocast: computed in float32 there, handed on in autocast's
+# dtype. GRU and the Elman RNNs run as torch.nn's do.
+_LSTM = outside_cpu_autocast(bf16_passthrough=onednn_bf16_lstm)(torch.lstm)
+_OPS = {"lstm": torch.compiler.disable(_LSTM), "gru": torch.gru, "tanh": torch.rnn_tanh, "relu": torch.rnn_relu}
 
 
 def fused_layer(op: str, x: Tensor, lengths: Tensor | None, h0: Tensor, c0: Tensor | None,

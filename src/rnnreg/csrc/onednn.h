@@ -1,0 +1,134 @@
+// The products that go through torch's own oneDNN: the steps' float products where oneDNN was
+// measured faster than MKL (OneDnnB, prefer_onednn), and the bf16 products of the LSTM under CPU
+// bf16 autocast (gemm_bf16). Reached through the dispatcher and ATen, so nothing of oneDNN is
+// linked here.
+#pragma once
+
+#include <ATen/Context.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/ops/from_blob.h>
+#include <ATen/ops/mm.h>
+#include <c10/util/BFloat16.h>
+
+#include <cstdint>
+#include <optional>
+
+#include "compiler.h"
+
+namespace rnnreg_fast {
+namespace {  // internal linkage, see compiler.h
+
+// The right operand of out (m, n) = in (m, k) @ b (k, n) reordered once into oneDNN's blocked
+// layout for m rows, each product then one call of torch's own oneDNN inner product
+// (mkldnn::_reorder_linear_weight / _linear_pointwise). Why: on the 2-core AMD EPYC (Zen, AVX2)
+// of 2026-12-02, MKL's sgemm, packed or not, ran the steps' products slower than oneDNN, which
+// torch.nn.LSTM's CPU kernel uses: 640-720 against 480-610 us at B = 20, H = 650, 1080-1160
+// against 710-730 us at H = 800, 6.5-6.7 against 5.7-5.8 ms at B = 80, H = 1150 (forward
+// orientation; the backward's alike). Intel CPUs keep MKL's packed GEMM, measured faster than
+// sgemm_ on the Xeon, where this route was not measured. The product lands in a fresh (m, n)
+// tensor and is copied (or added) into out: a pass over B rows, small next to the product.
+// Not set up (ok() false) for double, or where this torch has no oneDNN ops.
+// b is b_rows (k, n) row-major when !transposed, else b_rows (n, k) read as its transpose.
+class OneDnnB {
+ public:
+  OneDnnB() = default;
+  OneDnnB(const at::Tensor& b_rows, bool transposed, int64_t m) : m_(m) {
+    auto& dispatcher = c10::Dispatcher::singleton();
+    const auto reorder = dispatcher.findSchema({"mkldnn::_reorder_linear_weight", ""});
+    const auto linear = dispatcher.findSchema({"mkldnn::_linear_pointwise", ""});
+    // torch.backends.mkldnn.enabled = False turns oneDNN off for torch's own ops: for ours too.
+    if (b_rows.scalar_type() != at::kFloat || !reorder || !linear || m == 0 ||
+        b_rows.numel() == 0 || !at::globalContext().userEnabledMkldnn())
+      return;
+    // oneDNN's inner product takes the weight as (n, k) rows: b^T.
+    const at::Tensor w = transposed ? b_rows.contiguous() : b_rows.t().contiguous();
+    k_ = w.size(1);
+    n_ = w.size(0);
+    w_ = reorder->typed<at::Tensor(const at::Tensor&, std::optional<int64_t>)>().call(w, m);
+    linear_ = linear;
+  }
+  bool ok() const { return w_.defined(); }
+  void run(const float* in, float* out, bool accumulate) const {
+    using Linear = at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                              c10::string_view, c10::List<std::optional<at::Scalar>>,
+                              std::optional<c10::string_view>);
+    c10::List<std::optional<at::Scalar>> scalars;
+    scalars.push_back(std::nullopt);
+    const at::Tensor x = at::from_blob(const_cast<float*>(in), {m_, k_}, w_.options().dtype(at::kFloat)
+                                       .layout(at::kStrided));
+    const at::Tensor y = linear_->typed<Linear>().call(x, w_, std::nullopt, "none", scalars, "");
+    const float* py = y.data_ptr<float>();
+    at::parallel_for(0, m_ * n_, int64_t{1} << 15, [&](int64_t b, int64_t e) {
+      if (accumulate) {
+        RR_IVDEP
+        for (int64_t i = b; i < e; ++i) out[i] += py[i];
+      } else {
+        RR_IVDEP
+        for (int64_t i = b; i < e; ++i) out[i] = py[i];
+      }
+    });
+  }
+
+ private:
+  at::Tensor w_;
+  std::optional<c10::OperatorHandle> linear_;
+  int64_t m_ = 0, n_ = 0, k_ = 0;
+};
+
+// Whether a step's float product out (m, n) = in (m, k) @ b takes oneDNN (OneDnnB) rather than
+// MKL: on AMD CPUs (one measured: the Zen EPYC with AVX2 below), for products of at least 2^23
+// multiply-adds. Below that oneDNN's fixed cost
+// per call (the dispatcher, a fresh output, the copy) outweighs its faster kernel: whole LSTM
+// training steps (T = 35, B = 20, one layer) on the AMD EPYC took 15.5 against 14.2 ms at H = 200
+// (3.2M multiply-adds a product), 109 against 120 ms at H = 650 (34M), and 2.60 against 2.85 s at
+// B = 80, H = 1150 (T = 70; 423M).
+inline bool prefer_onednn(int64_t m, int64_t n, int64_t k) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+  static const bool amd = __builtin_cpu_is("amd");
+  return amd && m * n * k >= (int64_t{1} << 23);
+#else
+  return false;
+#endif
+}
+
+// float32 to bf16 over n elements, rounded to nearest even (c10::BFloat16's own conversion, so the
+// same bits as tensor.to(torch.bfloat16)).
+inline void to_bf16(const float* src, at::BFloat16* dst, int64_t n) {
+  at::parallel_for(0, n, int64_t{1} << 15, [&](int64_t b, int64_t e) {
+    RR_IVDEP
+    for (int64_t i = b; i < e; ++i) dst[i] = at::BFloat16(src[i]);
+  });
+}
+
+// float32 widened from bf16 into dst (accumulate: added onto it), over n elements.
+inline void from_bf16(const at::BFloat16* src, float* dst, int64_t n, bool accumulate) {
+  at::parallel_for(0, n, int64_t{1} << 15, [&](int64_t b, int64_t e) {
+    if (accumulate) {
+      RR_IVDEP
+      for (int64_t i = b; i < e; ++i) dst[i] += static_cast<float>(src[i]);
+    } else {
+      RR_IVDEP
+      for (int64_t i = b; i < e; ++i) dst[i] = static_cast<float>(src[i]);
+    }
+  });
+}
+
+// out (m, n) = a (m, k) @ b (k, n), plus out when accumulate: bf16 operands (dense rows), float32
+// out, through at::mm_out on bf16 tensors (oneDNN, float32 accumulation) into the bf16 rows
+// scratch (m, n), then widened: what CPU autocast's bf16 products compute, bf16 result included.
+// (MKL's cblas_gemm_bf16bf16f32, which writes float32 directly, was tried on a Xeon with
+// AVX512_BF16 in one-off timings and ran no faster than oneDNN there; no results file records it.)
+inline void gemm_bf16(int64_t m, int64_t n, int64_t k, const at::BFloat16* a, const at::Tensor& b,
+                      const at::Tensor& scratch, bool accumulate, float* c) {
+  if (m == 0 || n == 0) return;
+  const auto opt = b.options();
+  const at::Tensor ta = at::from_blob(const_cast<at::BFloat16*>(a), {m, k}, opt);
+  at::Tensor out = scratch;
+  at::mm_out(out, ta, b);
+  from_bf16(scratch.data_ptr<at::BFloat16>(), c, m * n, accumulate);
+}
+
+}  // namespace
+}  // namespace rnnreg_fast

@@ -1,0 +1,108 @@
+// The recurrent product of every step (RecGemm) and the W_hh transpose it prepares.
+#pragma once
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <c10/util/BFloat16.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+#include "compiler.h"
+#include "gemm.h"
+#include "onednn.h"
+
+namespace rnnreg_fast {
+namespace {  // internal linkage, see compiler.h
+
+using at::Tensor;
+
+// w (m, n) transposed into a new contiguous (n, m) tensor, in tiles that stay in L1. Why not
+// w.t().contiguous(): its copy walks one side with a stride of a whole row and took 14 ms for
+// AWD-LSTM's 4600 x 1150 W_hh (2 ms at H = 650), once per forward call.
+inline Tensor transposed(const Tensor& w_in) {
+  const Tensor w = w_in.contiguous();
+  const int64_t m = w.size(0), n = w.size(1);
+  Tensor out = at::empty({n, m}, w.options());
+  constexpr int64_t kTile = 32;
+  AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "rnnreg_transposed", [&] {
+    const scalar_t* src = w.data_ptr<scalar_t>();
+    scalar_t* dst = out.data_ptr<scalar_t>();
+    // Grain 16 tile rows: a small matrix (H = 200: 25 tile rows) stays on one thread.
+    at::parallel_for(0, (m + kTile - 1) / kTile, 16, [&](int64_t r0, int64_t r1) {
+      for (int64_t i0 = r0 * kTile; i0 < std::min(m, r1 * kTile); i0 += kTile) {
+        const int64_t i1 = std::min(m, i0 + kTile);
+        for (int64_t j0 = 0; j0 < n; j0 += kTile) {
+          const int64_t j1 = std::min(n, j0 + kTile);
+          for (int64_t i = i0; i < i1; ++i)
+            for (int64_t j = j0; j < j1; ++j) dst[j * m + i] = src[i * n + j];
+        }
+      }
+    });
+  });
+  return out;
+}
+
+// Recurrent products, row-major with the batch as rows: forward R_t = h_in @ W_hh^T (B, GH),
+// backward D_t = dG_t @ W_hh (B, H), the weight operand prepared once per call: in bf16 for bf16
+// products, else in oneDNN's layout where prefer_onednn asks, else MKL's packed layout, else
+// W_hh^T made contiguous for the forward. On the 2-core Xeon (Sapphire Rapids) the
+// benchmarks run on, MKL takes 26 us for the B = 20, H = 200 forward product in this orientation
+// against 45 us transposed (W_hh @ h_in^T, which the Zen 1 CPU measured earlier preferred), and
+// 39 us against 59 us for the backward one; the pointwise passes then read R / D with unit
+// stride, so their loops vectorize without gathers.
+struct RecGemm {
+  Tensor w;        // forward: W_hh^T (H, GH); backward: W_hh (GH, H); undefined when packed or bf16
+  PackedB packed;  // the same operand in MKL's packed layout, where available (float)
+  OneDnnB onednn;  // or in oneDNN's, where that was measured faster (prefer_onednn)
+  Tensor wb;       // bf16 products: w in bf16 (see gemm_bf16)
+  Tensor inb;      // bf16 products: the step's input rows (B, k) rounded to bf16
+  Tensor outb;     // bf16 products: the step's product (B, n) in bf16, before widening
+  int64_t B, k, n;  // out (B, n) = in (B, k) @ w (k, n)
+  // bf16: the products in bf16 with float32 accumulation (float operands only; otherwise they stay
+  // in the operands' dtype), at every size.
+  RecGemm(const Tensor& w_hh, int64_t batch, bool backward, bool bf16 = false)
+      : B(batch),
+        k(backward ? w_hh.size(0) : w_hh.size(1)),
+        n(backward ? w_hh.size(1) : w_hh.size(0)) {
+    if (bf16 && w_hh.scalar_type() == at::kFloat) {
+      wb = (backward ? w_hh.contiguous() : transposed(w_hh)).to(at::kBFloat16);
+      inb = at::empty({B, k}, wb.options());
+      outb = at::empty({B, n}, wb.options());
+      return;
+    }
+    if (prefer_onednn(B, n, k)) onednn = OneDnnB(w_hh, !backward, B);
+    if (!onednn.ok()) packed = PackedB(w_hh.contiguous(), !backward, B, n, k);
+    if (!onednn.ok() && !packed.ok()) w = backward ? w_hh.contiguous() : transposed(w_hh);
+  }
+  bool bf16() const { return wb.defined(); }
+  // in rounded to bf16, into keep (B, k) when given (the backward keeps each step's dG_t for the
+  // weight gradients), else into the scratch rows; returns where it went. Only when bf16().
+  const at::BFloat16* round(const float* in, at::BFloat16* keep) const {
+    at::BFloat16* dst = keep != nullptr ? keep : inb.data_ptr<at::BFloat16>();
+    to_bf16(in, dst, B * k);
+    return dst;
+  }
+  // The route the products take: "bf16", "onednn", "packed" or "blas" (see gemm_nn).
+  const char* route() const {
+    if (bf16()) return "bf16";
+    if (onednn.ok()) return "onednn";
+    return packed.ok() ? "packed" : "blas";
+  }
+  // out = in @ w, or out += in @ w (accumulate: the forward adds R_t onto the input projection).
+  template <typename T>
+  void run(const T* in, T* out, bool accumulate, at::BFloat16* keep = nullptr) const {
+    if constexpr (std::is_same<T, float>::value) {
+      if (bf16()) return gemm_bf16(B, n, k, round(in, keep), wb, outb, accumulate, out);
+      if (onednn.ok()) return onednn.run(in, out, accumulate);
+      if (packed.ok()) return packed.run(in, out, accumulate);
+    }
+    gemm_nn<T>(B, n, k, in, k, w.data_ptr<T>(), n, accumulate, out, n);
+  }
+};
+
+}  // namespace
+}  // namespace rnnreg_fast
