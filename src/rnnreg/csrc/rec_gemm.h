@@ -48,8 +48,8 @@ inline Tensor transposed(const Tensor& w_in) {
 
 // Recurrent products, row-major with the batch as rows: forward R_t = h_in @ W_hh^T (B, GH),
 // backward D_t = dG_t @ W_hh (B, H), the weight operand prepared once per call: in bf16 for bf16
-// products, else in oneDNN's layout where prefer_onednn asks, else MKL's packed layout, else
-// W_hh^T made contiguous for the forward. On the 2-core Xeon (Sapphire Rapids) of 2026-12-01,
+// products, else in oneDNN's layout where prefer_onednn asks, else MKL's packed layout where
+// prefer_packed asks, else W_hh^T made contiguous for the forward (the Fortran BLAS). On the 2-core Xeon (Sapphire Rapids) of 2026-12-01,
 // MKL took 26 us for the B = 20, H = 200 forward product in this orientation against 45 us
 // transposed (W_hh @ h_in^T, which the Zen 1 CPU measured earlier preferred), and 39 us against
 // 59 us for the backward one; the pointwise passes then read R / D with unit stride, so their
@@ -75,7 +75,7 @@ struct RecGemm {
       return;
     }
     if (prefer_onednn(B, n, k)) onednn = OneDnnB(w_hh, !backward, B);
-    if (!onednn.ok()) packed = PackedB(w_hh.contiguous(), !backward, B, n, k);
+    if (!onednn.ok() && prefer_packed()) packed = PackedB(w_hh.contiguous(), !backward, B, n, k);
     if (!onednn.ok() && !packed.ok()) w = backward ? w_hh.contiguous() : transposed(w_hh);
   }
   bool bf16() const { return wb.defined(); }
