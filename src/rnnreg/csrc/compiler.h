@@ -22,6 +22,11 @@
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define RR_X86 1
+// Whether this is an AMD CPU, where some of the products take other routes (gemm.h, onednn.h).
+inline bool amd_cpu() {
+  static const bool amd = __builtin_cpu_is("amd");
+  return amd;
+}
 // The fast clones' ISAs. No -march=native in the build: its cache may be shared between machines,
 // so the clone is chosen at run time instead (dispatch.h). The AVX-512 clone asks for 512-bit
 // vectors explicitly: GCC's generic tuning would otherwise vectorize with 256 bits.
@@ -34,4 +39,5 @@
 #endif
 #else
 #define RR_X86 0
+inline bool amd_cpu() { return false; }
 #endif

@@ -135,14 +135,7 @@ class PackedB {
 // H = 200: 64-73 against 70-86 us forward, 60 against 66 us backward; H = 650: 637-652 against
 // 673-720 us; B = 80, H = 1150: 6.5 against 6.7 ms), and a whole small training step (T = 35,
 // B = 20, H = 200, one layer) took 11.1 against 12.0 ms without the packing.
-inline bool prefer_packed() {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-  static const bool amd = __builtin_cpu_is("amd");
-  return !amd;
-#else
-  return true;
-#endif
-}
+inline bool prefer_packed() { return !amd_cpu(); }
 
 // Whether an all-steps float gradient product out (m, n) = a @ b (the weight and input
 // gradients) runs faster as (b^T @ a^T)^T, made contiguous: on AMD CPUs, for m >= 2n and
@@ -154,12 +147,7 @@ inline bool prefer_packed() {
 // gradient products ask. A whole AWD-size training step of one layer (T = 70, B = 80, H = 1150)
 // took 2.41 s with the turn against 2.61 s without.
 inline bool prefer_transposed(int64_t m, int64_t n, int64_t k) {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-  static const bool amd = __builtin_cpu_is("amd");
-  return amd && m >= 2 * n && m * n * k >= (int64_t{1} << 32);
-#else
-  return false;
-#endif
+  return amd_cpu() && m >= 2 * n && m * n * k >= (int64_t{1} << 32);
 }
 
 }  // namespace

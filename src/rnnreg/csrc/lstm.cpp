@@ -312,8 +312,9 @@ std::vector<Tensor> lstm_bwd(const OptT& dhs, const OptT& dcs, const Tensor& x, 
   });
   std::vector<Tensor> out(7);
   const Tensor dg2 = dg.view({T * B, 4 * H});
-  const bool lowp = bf16 && x.scalar_type() == at::kFloat;  // bf16 products over all steps too
-  const Tensor dgw = dgb.defined() ? dgb : dg;  // what they read (mm_f32 rounds a float32 dG)
+  // The products over all steps take bf16 operands too, reading the kept dG.
+  const bool lowp = rg.bf16();
+  const Tensor dgw = lowp ? dgb : dg;
   if (needs & kH0) out[1] = rec ? dhd.addcmul_(dhr, *rec_mask) : dhd.add_(dhr);
   if (needs & kC0) out[2] = dc;
   if (needs & kWhh) out[4] = grad_w_hh(dgw, hin, h0, hs, lowp);

@@ -20,6 +20,21 @@
 namespace rnnreg_fast {
 namespace {  // internal linkage, see compiler.h
 
+// A product that oneDNN wrote into its own buffer, stored into dst as float32 (accumulate: added
+// onto it), over n elements: float32 copied, bf16 widened.
+template <typename S>
+void store_product(const S* src, float* dst, int64_t n, bool accumulate) {
+  at::parallel_for(0, n, int64_t{1} << 15, [&](int64_t b, int64_t e) {
+    if (accumulate) {
+      RR_IVDEP
+      for (int64_t i = b; i < e; ++i) dst[i] += static_cast<float>(src[i]);
+    } else {
+      RR_IVDEP
+      for (int64_t i = b; i < e; ++i) dst[i] = static_cast<float>(src[i]);
+    }
+  });
+}
+
 // The right operand of out (m, n) = in (m, k) @ b (k, n) reordered once into oneDNN's blocked
 // layout for m rows, each product then one call of torch's own oneDNN inner product
 // (mkldnn::_reorder_linear_weight / _linear_pointwise). Why: on the 2-core AMD EPYC (Zen, AVX2)
@@ -47,50 +62,35 @@ class OneDnnB {
     k_ = w.size(1);
     n_ = w.size(0);
     w_ = reorder->typed<at::Tensor(const at::Tensor&, std::optional<int64_t>)>().call(w, m);
-    linear_ = linear;
+    linear_ = linear->typed<Linear>();
+    scalars_.push_back(std::nullopt);
   }
   bool ok() const { return w_.defined(); }
   void run(const float* in, float* out, bool accumulate) const {
-    using Linear = at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
-                              c10::string_view, c10::List<std::optional<at::Scalar>>,
-                              std::optional<c10::string_view>);
-    c10::List<std::optional<at::Scalar>> scalars;
-    scalars.push_back(std::nullopt);
-    const at::Tensor x = at::from_blob(const_cast<float*>(in), {m_, k_}, w_.options().dtype(at::kFloat)
-                                       .layout(at::kStrided));
-    const at::Tensor y = linear_->typed<Linear>().call(x, w_, std::nullopt, "none", scalars, "");
-    const float* py = y.data_ptr<float>();
-    at::parallel_for(0, m_ * n_, int64_t{1} << 15, [&](int64_t b, int64_t e) {
-      if (accumulate) {
-        RR_IVDEP
-        for (int64_t i = b; i < e; ++i) out[i] += py[i];
-      } else {
-        RR_IVDEP
-        for (int64_t i = b; i < e; ++i) out[i] = py[i];
-      }
-    });
+    const at::Tensor x = at::from_blob(const_cast<float*>(in), {m_, k_}, at::kFloat);
+    const at::Tensor y = linear_->call(x, w_, std::nullopt, "none", scalars_, "");
+    store_product(y.data_ptr<float>(), out, m_ * n_, accumulate);
   }
 
  private:
+  using Linear = at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                            c10::string_view, c10::List<std::optional<at::Scalar>>,
+                            std::optional<c10::string_view>);
   at::Tensor w_;
-  std::optional<c10::OperatorHandle> linear_;
+  std::optional<c10::TypedOperatorHandle<Linear>> linear_;
+  c10::List<std::optional<at::Scalar>> scalars_;  // _linear_pointwise's (empty) post-op scalars
   int64_t m_ = 0, n_ = 0, k_ = 0;
 };
 
 // Whether a step's float product out (m, n) = in (m, k) @ b takes oneDNN (OneDnnB) rather than
-// MKL: on AMD CPUs (one measured: the Zen EPYC with AVX2 below), for products of at least 2^23
-// multiply-adds. Below that oneDNN's fixed cost
-// per call (the dispatcher, a fresh output, the copy) outweighs its faster kernel: whole LSTM
+// MKL: on AMD CPUs (one measured: the Zen EPYC with AVX2 above), for products of at least 2^23
+// multiply-adds. Below that oneDNN's fixed cost per call (the dispatcher, a fresh output, the
+// copy) outweighs its faster kernel: whole LSTM
 // training steps (T = 35, B = 20, one layer) on the AMD EPYC took 15.5 against 14.2 ms at H = 200
 // (3.2M multiply-adds a product), 109 against 120 ms at H = 650 (34M), and 2.60 against 2.85 s at
 // B = 80, H = 1150 (T = 70; 423M).
 inline bool prefer_onednn(int64_t m, int64_t n, int64_t k) {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-  static const bool amd = __builtin_cpu_is("amd");
-  return amd && m * n * k >= (int64_t{1} << 23);
-#else
-  return false;
-#endif
+  return amd_cpu() && m * n * k >= (int64_t{1} << 23);
 }
 
 // float32 to bf16 over n elements, rounded to nearest even (c10::BFloat16's own conversion, so the
@@ -99,19 +99,6 @@ inline void to_bf16(const float* src, at::BFloat16* dst, int64_t n) {
   at::parallel_for(0, n, int64_t{1} << 15, [&](int64_t b, int64_t e) {
     RR_IVDEP
     for (int64_t i = b; i < e; ++i) dst[i] = at::BFloat16(src[i]);
-  });
-}
-
-// float32 widened from bf16 into dst (accumulate: added onto it), over n elements.
-inline void from_bf16(const at::BFloat16* src, float* dst, int64_t n, bool accumulate) {
-  at::parallel_for(0, n, int64_t{1} << 15, [&](int64_t b, int64_t e) {
-    if (accumulate) {
-      RR_IVDEP
-      for (int64_t i = b; i < e; ++i) dst[i] += static_cast<float>(src[i]);
-    } else {
-      RR_IVDEP
-      for (int64_t i = b; i < e; ++i) dst[i] = static_cast<float>(src[i]);
-    }
   });
 }
 
@@ -127,7 +114,7 @@ inline void gemm_bf16(int64_t m, int64_t n, int64_t k, const at::BFloat16* a, co
   const at::Tensor ta = at::from_blob(const_cast<at::BFloat16*>(a), {m, k}, opt);
   at::Tensor out = scratch;
   at::mm_out(out, ta, b);
-  from_bf16(scratch.data_ptr<at::BFloat16>(), c, m * n, accumulate);
+  store_product(scratch.data_ptr<at::BFloat16>(), c, m * n, accumulate);
 }
 
 }  // namespace

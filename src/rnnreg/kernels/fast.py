@@ -82,7 +82,7 @@ def lstm_fast(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
               keep_c: Tensor | None = None, upd_mask: Tensor | None = None, *,
               bf16_products: bool = False) -> tuple[Tensor, Tensor]:
     """Same as ``lstm_reference``: returns (h sequence (T, B, H), c sequence (T, B, H)).
-    ``bf16_products`` (float32 arguments only; set by the decorator under CPU bf16 autocast): the
+    ``bf16_products`` (set by the decorator under CPU bf16 autocast; ignored for float64): the
     matrix products in bf16 with float32 accumulation, as autocast's products."""
     _check(x, (h0, c0), w_ih, w_hh, 4, (b_ih, b_hh), peep)
     ops = _ops()
@@ -91,7 +91,7 @@ def lstm_fast(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
     masks = [_mask(rec_mask, (B, H), x), _mask(keep_h, (T, B, H), x),
              _mask(keep_c, (T, B, H), x), _mask(upd_mask, (T, B, H), x)]
     train = _needs_grad(x, h0, c0, w_ih, w_hh, b_ih, b_hh, peep)  # keep what backward reads
-    hs, cs = ops.lstm_forward(*args, *masks, train, bf16_products and x.dtype == torch.float32)[:2]
+    hs, cs = ops.lstm_forward(*args, *masks, train, bf16_products)[:2]
     return hs, cs
 
 
