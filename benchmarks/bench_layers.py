@@ -14,8 +14,9 @@ backward follows the forward's dtypes); rnnreg's stepwise LSTM kernel computes i
 with bf16 matrix products on a CPU with native bf16 (kernels/precision.py). They are skipped, with
 a note, where torch.nn.LSTM itself fails under CPU bf16 autocast (oneDNN has no bf16 LSTM on some
 CPUs, AVX2-only ones): there is no baseline to compare with. Every line carries the machine's
-float32 matmul peak (``peak_gflops``, measured at start and also logged as a header line on
-stderr); ``peak_fraction`` is the matmul FLOP rate over that float32 peak for every row, bf16 ones
+float32 matmul peak (``peak_gflops``, the faster of torch.mm and torch's oneDNN inner product,
+named in ``peak_by``; measured at start and also logged as a header line on stderr);
+``peak_fraction`` is the matmul FLOP rate over that float32 peak for every row, bf16 ones
 included.
 
 The regularized fused configurations (weight drop, locked dropout, AR/TAR, weight noise) are also
@@ -185,13 +186,26 @@ def stack_flops(size: Size, cell: str) -> float:
     return 3 * total
 
 
-def peak_flops(n: int, repeats: int = 7) -> float:
-    """The machine's float32 matmul FLOP/s: the fastest of a few n x n torch.mm after one warm-up.
-    The fastest, not the median: on a shared machine a slow repeat measures the neighbours, and the
-    peak is what the machine can do (the median read 118-276 GFLOP/s on the same 2 cores)."""
+def peak_flops(n: int, repeats: int = 7) -> tuple[float, str]:
+    """The machine's float32 matmul FLOP/s and what reached it: the fastest of a few n x n
+    products after one warm-up, through torch.mm (MKL here) and, where this torch has it and it is
+    on, torch's oneDNN inner product. Both, because on AMD CPUs with AVX-512 MKL runs its AVX2 code
+    at half oneDNN's speed (2026-12-02, Zen 5 EPYC: ~190 against ~430 GFLOP/s on 2 threads), and
+    torch.nn.LSTM, the baseline, runs on oneDNN. The fastest, not the median: on a shared machine a
+    slow repeat measures the neighbours, and the peak is what the machine can do (the median read
+    118-276 GFLOP/s on the same 2 cores)."""
     a, b = torch.randn(n, n), torch.randn(n, n)
-    torch.mm(a, b)
-    return 2 * n ** 3 / min(seconds(lambda: torch.mm(a, b), 1) for _ in range(repeats))
+    routes = {"torch.mm": lambda: torch.mm(a, b)}
+    linear = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+    if linear is not None and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled:
+        w = b.t().contiguous()
+        routes["onednn"] = lambda: linear(a, w, None, "none", [None], "")
+    best = {}
+    for name, run in routes.items():
+        run()
+        best[name] = 2 * n ** 3 / min(seconds(run, 1) for _ in range(repeats))
+    name = max(best, key=best.get)
+    return best[name], name
 
 
 def kernel_name(cfg: Config, x: torch.Tensor) -> str:
@@ -266,7 +280,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def json_line(size_name: str, size: Size, cfg: Config, result: dict, peak: float, repeats: int, quick: bool) -> str:
+def json_line(size_name: str, size: Size, cfg: Config, result: dict, peak: float, peak_by: str,
+              repeats: int, quick: bool) -> str:
     flops = stack_flops(size, cfg.cell)
     line = {"size": size_name, "config": cfg.name, "cell": cfg.cell,
             "baseline": f"torch.nn.{BASELINES[cfg.cell].__name__}",
@@ -278,7 +293,7 @@ def json_line(size_name: str, size: Size, cfg: Config, result: dict, peak: float
             "ratio_same_work": result["ratio_same_work"],
             "peak_fraction": flops / result["candidate_s"] / peak,
             "baseline_peak_fraction": flops / result["baseline_s"] / peak, "peak_gflops": peak / 1e9,
-            "repeats": repeats, "iters": result["iters"]["candidate"],
+            "peak_by": peak_by, "repeats": repeats, "iters": result["iters"]["candidate"],
             "baseline_iters": result["iters"]["baseline"], "threads": torch.get_num_threads(),
             "torch": torch.__version__, "quick": quick}
     return json.dumps({k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in line.items()})
@@ -292,8 +307,8 @@ def main(argv=None) -> int:
     if args.threads or args.quick:
         torch.set_num_threads(args.threads or 1)
     sizes = QUICK_SIZES if args.quick else SIZES
-    peak = peak_flops(256 if args.quick else 2048)
-    log(f"peak float32 matmul: {peak / 1e9:.1f} GFLOP/s on {torch.get_num_threads()} threads")
+    peak, peak_by = peak_flops(256 if args.quick else 2048)
+    log(f"peak float32 matmul: {peak / 1e9:.1f} GFLOP/s ({peak_by}) on {torch.get_num_threads()} threads")
     for size_name in args.sizes:
         for cfg in (c for c in CONFIGS if c.name in args.configs and size_name in c.sizes):
             repeats = 1 if args.quick else (args.repeats or sizes[size_name].repeats)
@@ -308,7 +323,7 @@ def main(argv=None) -> int:
             except ImportError as err:  # the stepwise C++ kernel is not there (yet)
                 log(f"  skipped: {err}")
                 continue
-            out.write(json_line(size_name, sizes[size_name], cfg, result, peak, repeats, args.quick) + "\n")
+            out.write(json_line(size_name, sizes[size_name], cfg, result, peak, peak_by, repeats, args.quick) + "\n")
             same = result["ratio_same_work"]
             log(f"  ratio {result['ratio']:.3f} [{result['ratio_min']:.3f}, {result['ratio_max']:.3f}] "
                 f"({result['tokens_per_s']:.0f} vs {result['baseline_tokens_per_s']:.0f} tokens/s, "

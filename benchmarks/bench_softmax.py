@@ -116,8 +116,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     out = json_stdout()
     torch.set_num_threads(args.threads)
-    peak = peak_flops(256 if args.quick else 2048)
-    log(f"peak float32 matmul: {peak / 1e9:.1f} GFLOP/s on {args.threads} threads")
+    peak, peak_by = peak_flops(256 if args.quick else 2048)
+    log(f"peak float32 matmul: {peak / 1e9:.1f} GFLOP/s ({peak_by}) on {args.threads} threads")
     for name in args.vocabs:
         runs = {"full": [], "adaptive": []}
         for r in range(args.repeats):  # alternate who goes first: drift on a shared machine cancels
@@ -133,7 +133,7 @@ def main(argv=None) -> int:
                 "full_step_mib": max(run["step_mib"] for run in runs["full"]),
                 "adaptive_step_mib": max(run["step_mib"] for run in runs["adaptive"]),
                 "full_params": runs["full"][0]["params"], "adaptive_params": runs["adaptive"][0]["params"],
-                "peak_gflops": peak / 1e9, "threads": args.threads, "torch": torch.__version__, "quick": args.quick}
+                "peak_gflops": peak / 1e9, "peak_by": peak_by, "threads": args.threads, "torch": torch.__version__, "quick": args.quick}
         out.write(json.dumps({k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in line.items()}) + "\n")
         log(f"  {name}: full {line['full_tokens_per_s']:.0f} tok/s, {line['full_step_mib']:.0f} MiB/step; "
             f"adaptive {line['adaptive_tokens_per_s']:.0f} tok/s, {line['adaptive_step_mib']:.0f} MiB/step; "

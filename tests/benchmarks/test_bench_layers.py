@@ -23,7 +23,7 @@ def _torch_lstm_runs_under_bf16_autocast() -> bool:
         return False
     return True
 KEYS = {"size", "config", "cell", "baseline", "tokens_per_s", "baseline_tokens_per_s", "ratio",
-        "ratio_min", "ratio_max", "peak_fraction", "peak_gflops", "autocast", "repeats", "threads", "torch"}
+        "ratio_min", "ratio_max", "peak_fraction", "peak_gflops", "peak_by", "autocast", "repeats", "threads", "torch"}
 
 
 def test_quick_run_prints_json_lines():
@@ -38,6 +38,7 @@ def test_quick_run_prints_json_lines():
         assert KEYS <= row.keys(), row
         assert row["ratio"] > 0 and row["tokens_per_s"] > 0 and row["baseline_tokens_per_s"] > 0, row
         assert row["peak_fraction"] > 0 and row["peak_gflops"] > 0, row
+        assert row["peak_by"] in ("torch.mm", "onednn"), row
         assert row["threads"] == 1 and row["quick"] is True, row
         assert row["autocast"] == ("bfloat16" if row["config"].endswith("_bf16") else None), row
         assert row["baseline"] == {"lstm": "torch.nn.LSTM", "gru": "torch.nn.GRU"}[row["cell"]], row

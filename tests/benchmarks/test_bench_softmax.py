@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow  # runs the script, which starts a process per con
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_softmax.py"
 KEYS = {"vocab_name", "vocab", "cutoffs", "full_tokens_per_s", "adaptive_tokens_per_s", "ratio",
-        "full_step_mib", "adaptive_step_mib", "full_params", "adaptive_params", "peak_gflops", "threads", "quick"}
+        "full_step_mib", "adaptive_step_mib", "full_params", "adaptive_params", "peak_gflops", "peak_by", "threads", "quick"}
 
 
 def test_quick_run_prints_a_complete_record():

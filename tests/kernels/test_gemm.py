@@ -22,7 +22,7 @@ def _route(a, b, c, accumulate, route):
     return torch.ops.rnnreg_fast.gemm_route(a, b, c, accumulate, route)
 
 
-@pytest.mark.parametrize("route", ["aten", "blas", "packed", "onednn", "onednn_t"])
+@pytest.mark.parametrize("route", ["aten", "blas", "packed", "onednn", "onednn_t", "onednn_mm"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("accumulate", [False, True], ids=["set", "add"])
 def test_each_route_computes_the_product(route, dtype, accumulate):
@@ -40,23 +40,79 @@ def test_each_route_computes_the_product(route, dtype, accumulate):
     torch.testing.assert_close(_route(a, b, c, accumulate, route), expected, **tol)
 
 
+@pytest.mark.parametrize("a_t", [False, True], ids=["a", "a_view_t"])
+@pytest.mark.parametrize("b_t", [False, True], ids=["b", "b_view_t"])
+def test_the_all_step_onednn_product_takes_transposed_views(a_t, b_t):
+    # mm_onednn (csrc/recurrence.h) reads a as rows (a transposed view is turned first) and hands
+    # b^T to oneDNN as a view: the weight gradients' dG^T x and dx = dG W_ih are such products.
+    if "onednn_mm" not in torch.ops.rnnreg_fast.gemm_routes():
+        pytest.skip("this torch has no oneDNN ops")
+    g = torch.Generator().manual_seed(1)
+    m, k, n = 37, 70, 45
+    a = torch.randn(k, m, generator=g).t() if a_t else torch.randn(m, k, generator=g)
+    b = torch.randn(n, k, generator=g).t() if b_t else torch.randn(k, n, generator=g)
+    got = _route(a, b, torch.zeros(m, n), False, "onednn_mm")
+    torch.testing.assert_close(got, a @ b, rtol=1e-5, atol=1e-5)
+
+
 def test_an_unknown_route_is_refused():
     x = torch.ones(2, 2)
     with pytest.raises(RuntimeError, match="unknown route"):
         _route(x, x, x, False, "cublas")
 
 
-def test_the_step_route_is_onednn_only_for_large_products_on_amd():
-    # prefer_onednn (csrc/onednn.h): measured faster on an AMD EPYC from 2^23 multiply-adds a
-    # product; below that AMD CPUs take sgemm_ and others MKL's packed GEMM (prefer_packed).
+def _cpu():
+    """(AMD?, AVX-512?) as /proc/cpuinfo says; (False, False) where there is none."""
     cpuinfo = Path("/proc/cpuinfo")
-    amd = cpuinfo.exists() and "AuthenticAMD" in cpuinfo.read_text()
+    text = cpuinfo.read_text() if cpuinfo.exists() else ""
+    return "AuthenticAMD" in text, " avx512f " in text.replace("\n", " ")
+
+
+def test_the_step_route_follows_the_cpu():
+    # prefer_onednn (csrc/onednn.h): on AMD CPUs with AVX-512 the step products of at least 2^20
+    # multiply-adds take oneDNN; on other AMD CPUs from 2^23, below that sgemm_; elsewhere MKL's
+    # packed GEMM (prefer_packed).
+    amd, avx512 = _cpu()
     routes = torch.ops.rnnreg_fast.gemm_routes()
+    onednn = "onednn" in routes
+    mkl = "blas" if amd or "packed" not in routes else "packed"
     for backward in (False, True):
-        small = torch.ops.rnnreg_fast.step_route(20, 200, 4, backward)   # 20 x 800 x 200
-        large = torch.ops.rnnreg_fast.step_route(20, 650, 4, backward)   # 20 x 2600 x 650
-        assert small == ("blas" if amd or "packed" not in routes else "packed")  # prefer_packed
-        assert (large == "onednn") == (amd and "onednn" in routes)
+        route = lambda batch, hidden: torch.ops.rnnreg_fast.step_route(batch, hidden, 4, backward)
+        assert route(20, 64) == mkl                                       # 20 x 256 x 64: 327K
+        assert route(20, 200) == ("onednn" if amd and avx512 and onednn else mkl)  # 3.2M
+        assert (route(20, 650) == "onednn") == (amd and onednn)           # 34M
+
+
+def test_the_all_step_products_take_onednn_on_amd_cpus_with_avx512():
+    # prefer_onednn_mm (csrc/onednn.h): MKL runs its AVX2 code there, oneDNN its AVX-512 kernels;
+    # products under 2^20 multiply-adds stay on MKL (oneDNN's fixed cost a call).
+    amd, avx512 = _cpu()
+    onednn = "onednn" in torch.ops.rnnreg_fast.gemm_routes()
+    assert torch.ops.rnnreg_fast.onednn_mm(700, 800, 200) == (amd and avx512 and onednn)
+    assert not torch.ops.rnnreg_fast.onednn_mm(20, 64, 64)
+
+
+def test_onednn_off_turns_the_onednn_routes_off():
+    with torch.backends.mkldnn.flags(enabled=False):
+        assert not torch.ops.rnnreg_fast.onednn_mm(700, 800, 200)
+        assert torch.ops.rnnreg_fast.step_route(20, 650, 4, False) != "onednn"
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 13), (8, 8), (33, 70), (64, 65), (300, 513)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("vector", [True, False], ids=["vector", "scalar"])
+def test_the_transpose_is_exact(shape, dtype, vector):
+    # transposed() (csrc/transpose.h): 8 x 8 register blocks (AVX2, float) with scalar edges, in
+    # 32 x 32 tiles and 256 x 256 blocks; the scalar twin forced with vector=False. A transpose
+    # moves values, so both must equal w.t() bit for bit, at every ragged edge.
+    w = torch.randn(*shape, dtype=dtype)
+    got = torch.ops.rnnreg_fast.transpose(w, vector)
+    assert got.is_contiguous() and torch.equal(got, w.t())
+
+
+def test_the_transpose_takes_a_strided_view():
+    w = torch.randn(40, 90)[:, 5:75]  # (40, 70), row stride 90
+    assert torch.equal(torch.ops.rnnreg_fast.transpose(w, True), w.t())
 
 
 def test_a_layer_whose_steps_take_onednn_matches_the_reference():

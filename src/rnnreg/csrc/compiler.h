@@ -27,6 +27,12 @@ inline bool amd_cpu() {
   static const bool amd = __builtin_cpu_is("amd");
   return amd;
 }
+// Whether this is an AMD CPU with AVX-512 (Zen 4 and later), where MKL still runs its AVX2 code
+// but oneDNN its AVX-512 kernels (onednn.h).
+inline bool amd_avx512() {
+  static const bool yes = amd_cpu() && __builtin_cpu_supports("avx512f");
+  return yes;
+}
 // The fast clones' ISAs. No -march=native in the build: its cache may be shared between machines,
 // so the clone is chosen at run time instead (dispatch.h). The AVX-512 clone asks for 512-bit
 // vectors explicitly: GCC's generic tuning would otherwise vectorize with 256 bits.
@@ -40,4 +46,5 @@ inline bool amd_cpu() {
 #else
 #define RR_X86 0
 inline bool amd_cpu() { return false; }
+inline bool amd_avx512() { return false; }
 #endif

@@ -246,10 +246,12 @@ std::vector<Tensor> gru_bwd(const OptT& dhs, const Tensor& x, const Tensor& h0,
   std::vector<Tensor> out(6);
   const Tensor dgx2 = dgx.view({T * B, 3 * H});
   if (needs & kH0) out[1] = rec ? dhd.addcmul_(dhr, *rec_mask) : dhd.add_(dhr);
-  if (needs & kWhh) out[3] = grad_w_hh(dgh, hin, h0, hs);
+  const Tensor dgh2 = dgh.view({T * B, 3 * H});
+  if (needs & kWhh) out[3] = grad_w_hh(grad_t(dgh2, H), hin, h0, hs);
   if (needs & kBih) out[4] = col_sums(dgx2);
-  if (needs & kBhh) out[5] = col_sums(dgh.view({T * B, 3 * H}));
-  grad_inputs(dgx2, x, w_ih, needs, out[2], out[0]);
+  if (needs & kBhh) out[5] = col_sums(dgh2);
+  const Tensor dgxt = needs & kWih ? grad_t(dgx2, x.size(2)) : Tensor();
+  grad_inputs(dgx2, dgxt, x, w_ih, needs, out[2], out[0]);
   return with_empties(std::move(out), opt);
 }
 

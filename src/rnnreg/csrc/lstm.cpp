@@ -317,9 +317,11 @@ std::vector<Tensor> lstm_bwd(const OptT& dhs, const OptT& dcs, const Tensor& x, 
   const Tensor dgw = lowp ? dgb : dg;
   if (needs & kH0) out[1] = rec ? dhd.addcmul_(dhr, *rec_mask) : dhd.add_(dhr);
   if (needs & kC0) out[2] = dc;
-  if (needs & kWhh) out[4] = grad_w_hh(dgw, hin, h0, hs, lowp);
+  const Tensor dgw2 = dgw.view({T * B, 4 * H});
+  const Tensor dgt = needs & (kWih | kWhh) ? grad_t(dgw2, H) : Tensor();  // shared by both
+  if (needs & kWhh) out[4] = grad_w_hh(dgt, hin, h0, hs, lowp);
   if (needs & (kBih | kBhh)) out[5] = col_sums(dg2);
-  grad_inputs(dgw.view({T * B, 4 * H}), x, w_ih, needs, out[3], out[0], lowp);
+  grad_inputs(dgw2, dgt, x, w_ih, needs, out[3], out[0], lowp);
   if (want_peep) out[6] = dp.sum(0);
   return with_empties(std::move(out), opt);
 }

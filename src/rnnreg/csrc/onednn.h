@@ -16,6 +16,7 @@
 #include <optional>
 
 #include "compiler.h"
+#include "transpose.h"
 
 namespace rnnreg_fast {
 namespace {  // internal linkage, see compiler.h
@@ -35,9 +36,37 @@ void store_product(const S* src, float* dst, int64_t n, bool accumulate) {
   });
 }
 
+// torch's oneDNN inner product, y (m, n) = x (m, k) @ w^T for w (n, k), as plain rows or reordered
+// by mkldnn::_reorder_linear_weight; found once through the dispatcher. Empty where this torch
+// has no such op.
+using LinearFn = at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
+                            c10::string_view, c10::List<std::optional<at::Scalar>>,
+                            std::optional<c10::string_view>);
+inline const std::optional<c10::TypedOperatorHandle<LinearFn>>& linear_op() {
+  static const std::optional<c10::TypedOperatorHandle<LinearFn>> op =
+      []() -> std::optional<c10::TypedOperatorHandle<LinearFn>> {
+    const auto h = c10::Dispatcher::singleton().findSchema({"mkldnn::_linear_pointwise", ""});
+    if (!h) return std::nullopt;
+    return h->typed<LinearFn>();
+  }();
+  return op;
+}
+
+// Whether torch's oneDNN ops may run: they exist in this torch, and oneDNN is not turned off
+// (torch.backends.mkldnn.enabled = False turns it off for torch's own ops: for ours too).
+inline bool onednn_usable() {
+  return linear_op().has_value() && at::globalContext().userEnabledMkldnn();
+}
+
+// x (m, k) @ w^T through linear_op, x and w float32 dense rows (w plain (n, k) or reordered).
+inline at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& w) {
+  static const c10::List<std::optional<at::Scalar>> no_scalars({std::nullopt});
+  return linear_op()->call(x, w, std::nullopt, "none", no_scalars, "");
+}
+
 // The right operand of out (m, n) = in (m, k) @ b (k, n) reordered once into oneDNN's blocked
 // layout for m rows, each product then one call of torch's own oneDNN inner product
-// (mkldnn::_reorder_linear_weight / _linear_pointwise). Why: on the 2-core AMD EPYC (Zen, AVX2)
+// (mkldnn::_reorder_linear_weight / _linear_pointwise). Why: on a 2-core AMD EPYC (Zen, AVX2)
 // of 2026-12-02, MKL's sgemm, packed or not, ran the steps' products slower than oneDNN, which
 // torch.nn.LSTM's CPU kernel uses: 640-720 against 480-610 us at B = 20, H = 650, 1080-1160
 // against 710-730 us at H = 800, 6.5-6.7 against 5.7-5.8 ms at B = 80, H = 1150 (forward
@@ -45,52 +74,65 @@ void store_product(const S* src, float* dst, int64_t n, bool accumulate) {
 // sgemm_ on the Xeon, where this route was not measured. The product lands in a fresh (m, n)
 // tensor and is copied (or added) into out: a pass over B rows, small next to the product.
 // Not set up (ok() false) for double, or where this torch has no oneDNN ops.
-// b is b_rows (k, n) row-major when !transposed, else b_rows (n, k) read as its transpose.
+// b is b_rows (k, n) row-major when !b_is_t, else b_rows (n, k) read as its transpose.
 class OneDnnB {
  public:
   OneDnnB() = default;
-  OneDnnB(const at::Tensor& b_rows, bool transposed, int64_t m) : m_(m) {
-    auto& dispatcher = c10::Dispatcher::singleton();
-    const auto reorder = dispatcher.findSchema({"mkldnn::_reorder_linear_weight", ""});
-    const auto linear = dispatcher.findSchema({"mkldnn::_linear_pointwise", ""});
-    // torch.backends.mkldnn.enabled = False turns oneDNN off for torch's own ops: for ours too.
-    if (b_rows.scalar_type() != at::kFloat || !reorder || !linear || m == 0 ||
-        b_rows.numel() == 0 || !at::globalContext().userEnabledMkldnn())
+  OneDnnB(const at::Tensor& b_rows, bool b_is_t, int64_t m) : m_(m) {
+    const auto reorder =
+        c10::Dispatcher::singleton().findSchema({"mkldnn::_reorder_linear_weight", ""});
+    if (b_rows.scalar_type() != at::kFloat || !reorder || !onednn_usable() || m == 0 ||
+        b_rows.numel() == 0)
       return;
     // oneDNN's inner product takes the weight as (n, k) rows: b^T.
-    const at::Tensor w = transposed ? b_rows.contiguous() : b_rows.t().contiguous();
+    const at::Tensor w = b_is_t ? b_rows.contiguous() : transposed(b_rows);
     k_ = w.size(1);
     n_ = w.size(0);
     w_ = reorder->typed<at::Tensor(const at::Tensor&, std::optional<int64_t>)>().call(w, m);
-    linear_ = linear->typed<Linear>();
-    scalars_.push_back(std::nullopt);
   }
   bool ok() const { return w_.defined(); }
   void run(const float* in, float* out, bool accumulate) const {
     const at::Tensor x = at::from_blob(const_cast<float*>(in), {m_, k_}, at::kFloat);
-    const at::Tensor y = linear_->call(x, w_, std::nullopt, "none", scalars_, "");
+    const at::Tensor y = onednn_linear(x, w_);
     store_product(y.data_ptr<float>(), out, m_ * n_, accumulate);
   }
 
  private:
-  using Linear = at::Tensor(const at::Tensor&, const at::Tensor&, const std::optional<at::Tensor>&,
-                            c10::string_view, c10::List<std::optional<at::Scalar>>,
-                            std::optional<c10::string_view>);
   at::Tensor w_;
-  std::optional<c10::TypedOperatorHandle<Linear>> linear_;
-  c10::List<std::optional<at::Scalar>> scalars_;  // _linear_pointwise's (empty) post-op scalars
   int64_t m_ = 0, n_ = 0, k_ = 0;
 };
 
+// Products below this many multiply-adds stay on MKL on AMD CPUs with AVX-512: oneDNN's inner
+// product costs 12-20 us a call whatever its size, and reordering a step's weight 110-200 us a
+// call. On the Zen 5 EPYC (2 threads), a step's product at B = 20 took 18 us through MKL against
+// 22 us through oneDNN at H = 64 (327K multiply-adds), 42 against 32 us at H = 128 (1.3M); at B = 80
+// 30 against 26 us at H = 64 (1.3M), 91 against 45 us at H = 128; at B = 1, H = 256 (262K) both 18.
+constexpr int64_t kOneDnnMinAvx512 = int64_t{1} << 20;
+
+// Whether the float products over all steps (the input projection, the weight and input
+// gradients) take oneDNN too (mm_onednn, recurrence.h): on AMD CPUs with AVX-512, where MKL runs
+// its AVX2 code at half oneDNN's speed, from kOneDnnMinAvx512 multiply-adds. On the 2-core EPYC
+// with Zen 5 cores (family 26) of 2026-12-02, 2 threads, torch.mm (MKL) against oneDNN's inner
+// product on plain rows: 1.12 against 0.53 ms (700 x 200 x 800), 12.4 against 6.0 ms (700 x 650 x
+// 2600), 329 against 177 ms (5600 x 1150 x 4600), and the weight gradient dG^T x at that size 345
+// against 216 ms with both operands turned into rows first. MKL's products there ran at 160-200
+// GFLOP/s, oneDNN's at 330-435.
+inline bool prefer_onednn_mm(int64_t m, int64_t n, int64_t k) {
+  return amd_avx512() && m * n * k >= kOneDnnMinAvx512 && onednn_usable();
+}
+
 // Whether a step's float product out (m, n) = in (m, k) @ b takes oneDNN (OneDnnB) rather than
-// MKL: on AMD CPUs (one measured: the Zen EPYC with AVX2 above), for products of at least 2^23
-// multiply-adds. Below that oneDNN's fixed cost per call (the dispatcher, a fresh output, the
-// copy) outweighs its faster kernel: whole LSTM
-// training steps (T = 35, B = 20, one layer) on the AMD EPYC took 15.5 against 14.2 ms at H = 200
-// (3.2M multiply-adds a product), 109 against 120 ms at H = 650 (34M), and 2.60 against 2.85 s at
-// B = 80, H = 1150 (T = 70; 423M).
+// MKL, on AMD CPUs only. With AVX-512 from kOneDnnMinAvx512 multiply-adds: the step's product at
+// B = 20, H = 200 took 68 us through MKL against 45 us through oneDNN on plain rows and 33 us on
+// the reordered weight, at H = 650 583 against 239 (171) us, at B = 80, H = 1150 5.4 against 2.5
+// (2.1) ms. On other AMD CPUs (one measured: the Zen EPYC with AVX2 above) from 2^23
+// multiply-adds: below that oneDNN's fixed cost per call (the dispatcher, a fresh output, the
+// copy) outweighed its faster kernel there: whole LSTM training steps (T = 35, B = 20, one layer)
+// on that EPYC took 15.5 against 14.2 ms at H = 200 (3.2M multiply-adds a product), 109 against
+// 120 ms at H = 650 (34M), and 2.60 against 2.85 s at B = 80, H = 1150 (T = 70; 423M).
 inline bool prefer_onednn(int64_t m, int64_t n, int64_t k) {
-  return amd_cpu() && m * n * k >= (int64_t{1} << 23);
+  const int64_t macs = m * n * k;
+  return amd_cpu() && macs >= (amd_avx512() ? kOneDnnMinAvx512 : int64_t{1} << 23);
 }
 
 // float32 to bf16 over n elements, rounded to nearest even (c10::BFloat16's own conversion, so the

@@ -2,6 +2,7 @@
 // gemm_route: one product through a named route of gemm.h, checked against torch.mm. Why: on a
 // machine whose torch brings MKL the recurrences always take "blas" or "packed", and the "aten"
 // fallback (a torch without a Fortran BLAS) would otherwise never run there.
+// transpose: transposed() (transpose.h) with its vector kernel or forced scalar, its twin.
 // gemm_routes: which routes this torch offers; step_route: the one RecGemm takes for a step's
 // product of a given shape. simd_clone: the pointwise clone in use (dispatch.h), so a test run
 // under ATEN_CPU_CAPABILITY can check that the cap took.
@@ -19,14 +20,17 @@
 #include "gemm.h"
 #include "onednn.h"
 #include "rec_gemm.h"
+#include "recurrence.h"
+#include "transpose.h"
 
 namespace rnnreg_fast {
 namespace {  // internal linkage, see compiler.h
 
 // a (m, k) @ b (k, n), plus c (m, n) when accumulate, through `route`: "blas" (sgemm_/dgemm_),
 // "packed" (MKL's packed GEMM, float only), "onednn" / "onednn_t" (OneDnnB, float only, b given
-// as its rows / as b^T's rows, as the backward / forward recurrences give it) or "aten" (at::mm
-// on views of the same memory). a and b may be row-strided views (the leading dimensions); the
+// as its rows / as b^T's rows, as the backward / forward recurrences give it), "onednn_mm" (the
+// all-step products' mm_onednn, float only, on the operands as given, transposed views included)
+// or "aten" (at::mm on views of the same memory). a and b may be row-strided views (the leading dimensions); the
 // result is written into a buffer wider than n, so the output's leading dimension differs from
 // its width too (the packed and oneDNN routes, as the recurrences use them, take dense rows:
 // their a and b are made contiguous).
@@ -37,6 +41,12 @@ at::Tensor gemm_route(const at::Tensor& a_in, const at::Tensor& b_in, const at::
               "gemm_route: shapes do not chain");
   TORCH_CHECK(a_in.scalar_type() == b_in.scalar_type() && c.scalar_type() == a_in.scalar_type(),
               "gemm_route: one dtype");
+  if (route == "onednn_mm") {
+    TORCH_CHECK(a_in.scalar_type() == at::kFloat, "gemm_route: the oneDNN route is float only");
+    TORCH_CHECK(onednn_usable(), "gemm_route: torch's oneDNN ops are not available");
+    const at::Tensor product = mm_onednn(a_in, b_in);
+    return accumulate ? product.add(c) : product;
+  }
   const bool packed = route == "packed" || route == "onednn" || route == "onednn_t";
   const at::Tensor a = packed || a_in.stride(1) != 1 ? a_in.contiguous() : a_in;
   const at::Tensor b = packed || b_in.stride(1) != 1 ? b_in.contiguous() : b_in;
@@ -85,6 +95,7 @@ std::vector<std::string> gemm_routes() {
     out.push_back("onednn");
     out.push_back("onednn_t");
   }
+  if (onednn_usable()) out.push_back("onednn_mm");
   return out;
 }
 
@@ -94,6 +105,16 @@ std::string step_route(int64_t batch, int64_t hidden, int64_t gates, bool backwa
 }
 
 std::string simd_clone_name() { return simd_clone(); }
+
+at::Tensor transpose_probe(const at::Tensor& w, bool vector) {
+  TORCH_CHECK(w.dim() == 2, "transpose: a matrix");
+  return transposed(w, vector);
+}
+
+// Whether transposed() runs its vector kernel for float here, and whether the all-step products
+// of a given shape take oneDNN (prefer_onednn_mm).
+bool transpose_vector_probe() { return transpose_vector(); }
+bool onednn_mm_probe(int64_t m, int64_t n, int64_t k) { return prefer_onednn_mm(m, n, k); }
 
 }  // namespace
 }  // namespace rnnreg_fast
@@ -105,4 +126,7 @@ TORCH_LIBRARY_FRAGMENT(rnnreg_fast, m) {
   m.def("gemm_routes() -> str[]", &rnnreg_fast::gemm_routes);
   m.def("step_route(int batch, int hidden, int gates, bool backward) -> str", &rnnreg_fast::step_route);
   m.def("simd_clone() -> str", &rnnreg_fast::simd_clone_name);
+  m.def("transpose(Tensor w, bool vector) -> Tensor", &rnnreg_fast::transpose_probe);
+  m.def("transpose_vector() -> bool", &rnnreg_fast::transpose_vector_probe);
+  m.def("onednn_mm(int m, int n, int k) -> bool", &rnnreg_fast::onednn_mm_probe);
 }

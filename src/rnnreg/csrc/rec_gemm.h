@@ -1,4 +1,4 @@
-// The recurrent product of every step (RecGemm) and the W_hh transpose it prepares.
+// The recurrent product of every step (RecGemm).
 #pragma once
 
 #include <ATen/Dispatch.h>
@@ -14,37 +14,12 @@
 #include "compiler.h"
 #include "gemm.h"
 #include "onednn.h"
+#include "transpose.h"
 
 namespace rnnreg_fast {
 namespace {  // internal linkage, see compiler.h
 
 using at::Tensor;
-
-// w (m, n) transposed into a new contiguous (n, m) tensor, in tiles that stay in L1. Why not
-// w.t().contiguous(): its copy walks one side with a stride of a whole row and took 14 ms for
-// AWD-LSTM's 4600 x 1150 W_hh (2 ms at H = 650), once per forward call.
-inline Tensor transposed(const Tensor& w_in) {
-  const Tensor w = w_in.contiguous();
-  const int64_t m = w.size(0), n = w.size(1);
-  Tensor out = at::empty({n, m}, w.options());
-  constexpr int64_t kTile = 32;
-  AT_DISPATCH_FLOATING_TYPES(w.scalar_type(), "rnnreg_transposed", [&] {
-    const scalar_t* src = w.data_ptr<scalar_t>();
-    scalar_t* dst = out.data_ptr<scalar_t>();
-    // Grain 16 tile rows: a small matrix (H = 200: 25 tile rows) stays on one thread.
-    at::parallel_for(0, (m + kTile - 1) / kTile, 16, [&](int64_t r0, int64_t r1) {
-      for (int64_t i0 = r0 * kTile; i0 < std::min(m, r1 * kTile); i0 += kTile) {
-        const int64_t i1 = std::min(m, i0 + kTile);
-        for (int64_t j0 = 0; j0 < n; j0 += kTile) {
-          const int64_t j1 = std::min(n, j0 + kTile);
-          for (int64_t i = i0; i < i1; ++i)
-            for (int64_t j = j0; j < j1; ++j) dst[j * m + i] = src[i * n + j];
-        }
-      }
-    });
-  });
-  return out;
-}
 
 // Recurrent products, row-major with the batch as rows: forward R_t = h_in @ W_hh^T (B, GH),
 // backward D_t = dG_t @ W_hh (B, H), the weight operand prepared once per call: in bf16 for bf16

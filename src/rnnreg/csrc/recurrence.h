@@ -85,12 +85,26 @@ inline void check_inputs(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh
               "rnnreg fast kernel: w_ih must be (G*H, I)");
 }
 
+// a (m, k) @ b (k, n) in float32 through torch's oneDNN inner product: a as dense rows (a
+// transposed view turned with transposed(); the callers hand the weight gradients' dG^T over
+// already turned, see grad_t), b^T as its weight, a view: oneDNN reorders its weight into its own
+// blocked layout anyway and absorbs the transpose there (the medium size's dx = dG @ W_ih, 700 x
+// 2600 x 650, took 7.1 ms with W_ih^T a view against 8.7 ms made contiguous by torch first).
+inline Tensor mm_onednn(const Tensor& a, const Tensor& b) {
+  const Tensor rows = a.is_contiguous() ? a : a.t().is_contiguous() ? transposed(a.t()) : a.contiguous();
+  return onednn_linear(rows, b.t());
+}
+
 // The products over all steps, a @ b in float32. With bf16 (the LSTM under CPU bf16 autocast, see
 // kernels/precision.py) through bf16 copies of the operands, as autocast's own products (oneDNN's
 // bf16 at::mm), the bf16 result then widened; operands already in bf16 are taken as they are.
-// In float32 a gradient product (turnable) is turned where that runs faster (prefer_transposed).
+// In float32 through oneDNN where it is faster than MKL (prefer_onednn_mm), else MKL, with a
+// gradient product (turnable) turned where that runs faster (prefer_transposed).
 inline Tensor mm_f32(const Tensor& a, const Tensor& b, bool bf16, bool turnable = false) {
   if (!bf16) {
+    if (a.scalar_type() == at::kFloat && a.numel() > 0 && b.numel() > 0 &&
+        prefer_onednn_mm(a.size(0), b.size(1), a.size(1)))
+      return mm_onednn(a, b);
     if (turnable && a.scalar_type() == at::kFloat &&
         prefer_transposed(a.size(0), b.size(1), a.size(1)))
       return at::mm(b.t(), a.t()).t().contiguous();  // (n, m) computed, (m, n) returned
@@ -115,43 +129,50 @@ inline Tensor bias_sum(const OptT& a, const OptT& b) {
   return Tensor();
 }
 
-// Weight gradient of the recurrent matrix: sum_t dG_t^T h_in_{t-1}. With rec_mask the h_in were
-// stored (hin, (T, B, H)); without it h_in_{t-1} is h0 for t = 0 and h_seq[t-1] after (with bf16
-// products, gathered into one bf16 (T, B, H) copy for a single product).
-inline Tensor grad_w_hh(const Tensor& dgh, const Tensor& hin, const Tensor& h0, const Tensor& hs,
+// dG (T*B, n) as dG^T (n, T*B), the left operand of the weight gradients dG^T @ (T*B, width):
+// where that product takes oneDNN turned into dense rows here, once (oneDNN reads its input as
+// rows), and shared by dW_ih and dW_hh where both read the same dG (LSTM, Elman); elsewhere the
+// free view.
+inline Tensor grad_t(const Tensor& dg2, int64_t width) {
+  const bool onednn =
+      dg2.scalar_type() == at::kFloat && prefer_onednn_mm(dg2.size(1), width, dg2.size(0));
+  return onednn ? transposed(dg2) : dg2.t();
+}
+
+// Weight gradient of the recurrent matrix: sum_t dG_t^T h_in_{t-1}, from dgt = dG^T (GH, T*B)
+// (grad_t). With rec_mask the h_in were stored (hin, (T, B, H)); without it h_in_{t-1} is h0 for
+// t = 0 and h_seq[t-1] after (with bf16 products, or float ones through oneDNN, gathered into one
+// (T, B, H) copy for a single product).
+inline Tensor grad_w_hh(const Tensor& dgt, const Tensor& hin, const Tensor& h0, const Tensor& hs,
                         bool bf16 = false) {
-  const int64_t T = dgh.size(0), B = dgh.size(1), GH = dgh.size(2), H = h0.size(1);
-  if (hin.defined() && hin.numel() > 0) {
-    return mm_f32(dgh.view({T * B, GH}).t(), hin.view({T * B, H}), bf16, true);
-  }
-  if (bf16) {
-    Tensor h_in = at::empty({T, B, H}, h0.options().dtype(at::kBFloat16));
+  const int64_t GH = dgt.size(0), TB = dgt.size(1), B = h0.size(0), H = h0.size(1), T = hs.size(0);
+  if (hin.defined() && hin.numel() > 0) return mm_f32(dgt, hin.view({TB, H}), bf16, true);
+  if (bf16 || (dgt.scalar_type() == at::kFloat && prefer_onednn_mm(GH, H, TB))) {
+    Tensor h_in = at::empty({T, B, H}, h0.options().dtype(bf16 ? at::kBFloat16 : at::kFloat));
     h_in[0].copy_(h0);
     if (T > 1) h_in.narrow(0, 1, T - 1).copy_(hs.narrow(0, 0, T - 1));
-    return mm_f32(dgh.view({T * B, GH}).t(), h_in.view({T * B, H}), true);
+    return mm_f32(dgt, h_in.view({TB, H}), bf16);
   }
-  if (dgh.scalar_type() == at::kFloat && prefer_transposed(GH, H, T * B)) {
-    Tensor dwt = at::mm(h0.t(), dgh[0]);  // (H, GH): the same sum, turned
-    if (T > 1) {
-      dwt.addmm_(hs.narrow(0, 0, T - 1).reshape({(T - 1) * B, H}).t(),
-                 dgh.narrow(0, 1, T - 1).reshape({(T - 1) * B, GH}));
-    }
+  // dG_0^T (GH, B) and the later steps' dG^T (GH, (T-1) B), the sum in two products.
+  const Tensor first = dgt.narrow(1, 0, B), rest = dgt.narrow(1, B, TB - B);
+  const Tensor h_rest = hs.narrow(0, 0, T - 1).reshape({TB - B, H});
+  if (dgt.scalar_type() == at::kFloat && prefer_transposed(GH, H, TB)) {
+    Tensor dwt = at::mm(h0.t(), first.t());  // (H, GH): the same sum, turned
+    if (T > 1) dwt.addmm_(h_rest.t(), rest.t());
     return dwt.t().contiguous();
   }
-  Tensor dw = at::mm(dgh[0].t(), h0);
-  if (T > 1) {
-    dw.addmm_(dgh.narrow(0, 1, T - 1).reshape({(T - 1) * B, GH}).t(),
-              hs.narrow(0, 0, T - 1).reshape({(T - 1) * B, H}));
-  }
+  Tensor dw = at::mm(first, h0);
+  if (T > 1) dw.addmm_(rest, h_rest);
   return dw;
 }
 
 // The input-side gradients every cell shares, each one GEMM over all steps:
-// dW_ih = sum_t dG_x,t^T x_t and dx = dG_x W_ih. dgx2 is (T*B, G*H).
-inline void grad_inputs(const Tensor& dgx2, const Tensor& x, const Tensor& w_ih, int64_t needs,
-                        Tensor& dw_ih, Tensor& dx, bool bf16 = false) {
+// dW_ih = sum_t dG_x,t^T x_t and dx = dG_x W_ih. dgx2 is dG_x (T*B, G*H), dgxt its grad_t.
+inline void grad_inputs(const Tensor& dgx2, const Tensor& dgxt, const Tensor& x,
+                        const Tensor& w_ih, int64_t needs, Tensor& dw_ih, Tensor& dx,
+                        bool bf16 = false) {
   const int64_t T = x.size(0), B = x.size(1), I = x.size(2);
-  if (needs & kWih) dw_ih = mm_f32(dgx2.t(), x.reshape({T * B, I}), bf16, true);
+  if (needs & kWih) dw_ih = mm_f32(dgxt, x.reshape({T * B, I}), bf16, true);
   if (needs & kX) dx = mm_f32(dgx2, w_ih, bf16, true).view({T, B, I});
 }
 

@@ -7,8 +7,10 @@ CPU float32 / float64 only; other devices raise, and the caller falls back to th
 
 Here the arguments are checked and put in the form the kernel trusts (dtype, contiguity, masks
 expanded); the kernel runs as the registered ops of ``kernels/fast_ops.py`` (fake kernels,
-autograd), so torch.compile, torch.export and torch.jit.trace see through these functions.
-The kernel is built on first use (``kernels/build.py``).
+autograd), so torch.compile, torch.export and torch.jit.trace see through these functions; plain
+eager calls take the same kernels under a torch.autograd.Function instead (``kernels/fast_eager.py``:
+the registered ops' Python dispatch cost ~400 us per layer call). The kernel is built on first use
+(``kernels/build.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
+from . import fast_eager
 from . import fast_ops  # noqa: F401 - registers torch.ops.rnnreg.*
 from .build import build_directory, fast_available, native_ops
 from .precision import outside_cpu_autocast
@@ -91,7 +94,8 @@ def lstm_fast(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
     masks = [_mask(rec_mask, (B, H), x), _mask(keep_h, (T, B, H), x),
              _mask(keep_c, (T, B, H), x), _mask(upd_mask, (T, B, H), x)]
     train = _needs_grad(x, h0, c0, w_ih, w_hh, b_ih, b_hh, peep)  # keep what backward reads
-    hs, cs = ops.lstm_forward(*args, *masks, train, bf16_products)[:2]
+    route = fast_eager.lstm_forward if fast_eager.eager_call(*args) else ops.lstm_forward
+    hs, cs = route(*args, *masks, train, bf16_products)[:2]
     return hs, cs
 
 
@@ -111,7 +115,8 @@ def gru_fast(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | N
     masks = [_mask(rec_mask, (B, H), x), _mask(keep_h, (T, B, H), x),
              _mask(upd_mask, (T, B, H), x)]
     train = _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh)
-    return ops.gru_forward(*args, *masks, train)[0]
+    route = fast_eager.gru_forward if fast_eager.eager_call(*args) else ops.gru_forward
+    return route(*args, *masks, train)[0]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -134,7 +139,8 @@ def rnn_fast(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | N
     args = [_dense(t, x) for t in (x, h0, w_ih, w_hh, b_ih, b_hh)]
     masks = [_mask(rec_mask, (B, H), x), _mask(keep_h, (T, B, H), x)]
     train = _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh)
-    return ops.rnn_forward(*args, *masks, act, float(threshold), train)[0]
+    route = fast_eager.rnn_forward if fast_eager.eager_call(*args) else ops.rnn_forward
+    return route(*args, *masks, act, float(threshold), train)[0]
 
 
 # ------------------------------------------------------------------------------------------------

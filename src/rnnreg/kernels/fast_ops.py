@@ -49,6 +49,10 @@ def _refusing(op) -> None:
     op.register_autograd(_refuse_second_order, setup_context=lambda ctx, inputs, output: None)
 
 
+# The setup and backward functions below serve both routes: the registered ops' autograd formula,
+# and the eager route (kernels/fast_eager.py), which passes the native backward kernel as `op`.
+
+
 def _bits(needs_input_grad: Sequence[bool], bits: tuple[int, ...]) -> int:
     return sum(b for b, n in zip(bits, needs_input_grad) if n and b)
 
@@ -126,14 +130,14 @@ def _lstm_setup(ctx, inputs, output) -> None:
     ctx.save_for_backward(x, h0, c0, w_ih, w_hh, peep, rec_mask, keep_h, keep_c, upd_mask, *output)
 
 
-def _lstm_backward(ctx, dhs, dcs, *_):
+def _lstm_backward(ctx, dhs, dcs, *_, op=None):
     if dhs is None and dcs is None:
         return (None,) * 14
     saved = ctx.saved_tensors
     _check_trained(ctx)
     n = ctx.needs_input_grad
     needs = _bits(n, (X, H0, C0, WIH, WHH, BIH, BHH, PEEP))
-    dx, dh0, dc0, dw_ih, dw_hh, db, dpeep = torch.ops.rnnreg.lstm_backward(
+    dx, dh0, dc0, dw_ih, dw_hh, db, dpeep = (op or torch.ops.rnnreg.lstm_backward)(
         _dense(dhs), _dense(dcs), *saved, needs, ctx.bf16)
     return (_pick(dx, n[0]), _pick(dh0, n[1]), _pick(dc0, n[2]), _pick(dw_ih, n[3]), _pick(dw_hh, n[4]),
             *_bias_pair(db, n[5], n[6]), _pick(dpeep, n[7] and ctx.has_peep), None, None, None, None, None,
@@ -187,14 +191,14 @@ def _gru_setup(ctx, inputs, output) -> None:
     ctx.save_for_backward(x, h0, w_ih, w_hh, rec_mask, keep_h, upd_mask, *output)
 
 
-def _gru_backward(ctx, dhs, *_):
+def _gru_backward(ctx, dhs, *_, op=None):
     if dhs is None:
         return (None,) * 10
     saved = ctx.saved_tensors
     _check_trained(ctx)
     n = ctx.needs_input_grad
     needs = _bits(n, (X, H0, WIH, WHH, BIH, BHH))
-    grads = torch.ops.rnnreg.gru_backward(_dense(dhs), *saved, needs)
+    grads = (op or torch.ops.rnnreg.gru_backward)(_dense(dhs), *saved, needs)
     return (*(_pick(g, wanted) for g, wanted in zip(grads, n)), None, None, None, None)
 
 
@@ -244,14 +248,14 @@ def _rnn_setup(ctx, inputs, output) -> None:
     ctx.save_for_backward(x, h0, w_ih, w_hh, rec_mask, keep_h, *output)
 
 
-def _rnn_backward(ctx, dhs, *_):
+def _rnn_backward(ctx, dhs, *_, op=None):
     if dhs is None:
         return (None,) * 11
     saved = ctx.saved_tensors
     _check_trained(ctx)
     n = ctx.needs_input_grad
     needs = _bits(n, (X, H0, WIH, WHH, BIH, BHH))
-    dx, dh0, dw_ih, dw_hh, db = torch.ops.rnnreg.rnn_backward(_dense(dhs), *saved, needs)
+    dx, dh0, dw_ih, dw_hh, db = (op or torch.ops.rnnreg.rnn_backward)(_dense(dhs), *saved, needs)[:5]
     return (_pick(dx, n[0]), _pick(dh0, n[1]), _pick(dw_ih, n[2]), _pick(dw_hh, n[3]),
             *_bias_pair(db, n[4], n[5]), None, None, None, None, None)
 

@@ -1,0 +1,99 @@
+"""The C++ recurrences' eager route: the native kernels under a plain ``torch.autograd.Function``.
+
+Why a second route beside the registered ops (``kernels/fast_ops.py``): in eager mode a
+``torch.library.custom_op`` call passes through the dispatcher into Python twice (the op's
+autograd formula, then its CPU kernel) and its backward once more, ~400 us per LSTM layer call
+forward and backward on the Zen 5 EPYC of 2026-12-02 (738 against 342 us for the native kernels
+alone at T = B = 1, H = 4), 4-5% of a training step at the small benchmark size. Both routes run
+the same kernels with the same setup and backward functions (``fast_ops._lstm_setup``, ...), so
+they give the same bits; ``kernels/fast.py`` takes this one only where nothing records the call
+(no compiler, tracer or dispatch mode: :func:`eager_call`), and the registered ops everywhere else.
+
+Second-order gradients: the backward is the kernel's hand-written one, not differentiable again.
+Under ``create_graph=True`` its gradients are tied to its inputs through :class:`_RefuseTwice`, so a
+second backward raises the registered route's error instead of silently missing terms.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+from . import fast_ops
+from .build import native_ops
+
+
+_PLAIN = (Tensor, torch.nn.Parameter)
+
+
+def eager_call(*tensors: Tensor | None) -> bool:
+    """Whether the call can take this route: plain tensors (or parameters), and nothing recording
+    it (torch.compile / export, torch.jit.trace, a fake or proxy tensor mode, a tensor subclass),
+    which must see the registered ops."""
+    return not (torch.compiler.is_compiling() or torch.jit.is_tracing()
+                or _get_current_dispatch_mode() is not None
+                or any(t is not None and type(t) not in _PLAIN for t in tensors))
+
+
+class _RefuseTwice(torch.autograd.Function):
+    """The identity on the backward's gradients (the first ``n`` arguments), with what they were
+    computed from (the rest) as inputs too, so a second backward reaches this node and raises."""
+
+    @staticmethod
+    def forward(ctx, n: int, *tensors: Tensor | None):
+        return tuple(None if g is None else g.view_as(g) for g in tensors[:n])
+
+    @staticmethod
+    def backward(ctx, *grads):
+        fast_ops._refuse_second_order(ctx)
+
+
+def _refusing_twice(grads: tuple, anchors: tuple) -> tuple:
+    """The gradients as they are, or under create_graph tied to ``anchors`` by _RefuseTwice."""
+    if not torch.is_grad_enabled():
+        return grads
+    if not any(isinstance(t, Tensor) and t.requires_grad for t in anchors):
+        return grads
+    return tuple(_RefuseTwice.apply(len(grads), *grads, *anchors))
+
+
+def _function(name: str, forward, arity: int, setup, backward, native_backward) -> type:
+    """An autograd.Function running the native ``forward`` (its outputs padded to the registered
+    op's ``arity``), then ``setup``; its backward is ``backward`` with the native backward kernel."""
+
+    def fwd(ctx, *inputs):
+        out = fast_ops._padded(forward(*inputs), arity, inputs[0])
+        setup(ctx, inputs, out)
+        return out
+
+    def bwd(ctx, *grads):
+        with torch.autocast("cpu", enabled=False):  # as the registered ops run: float32 inside
+            with torch.no_grad():
+                result = backward(ctx, *grads, op=native_backward())
+        return _refusing_twice(result, (*grads, *ctx.saved_tensors))
+
+    return type(name, (torch.autograd.Function,), {"forward": staticmethod(fwd), "backward": staticmethod(bwd)})
+
+
+_Lstm = _function("_Lstm", lambda *a: native_ops().lstm_fwd(*a), 5, fast_ops._lstm_setup,
+                  fast_ops._lstm_backward, lambda: native_ops().lstm_bwd)
+_Gru = _function("_Gru", lambda *a: native_ops().gru_fwd(*a), 4, fast_ops._gru_setup,
+                 fast_ops._gru_backward, lambda: native_ops().gru_bwd)
+_Rnn = _function("_Rnn", lambda *a: native_ops().rnn_fwd(*a), 3, fast_ops._rnn_setup,
+                 fast_ops._rnn_backward, lambda: native_ops().rnn_bwd)
+
+
+def lstm_forward(*inputs) -> tuple[Tensor, ...]:
+    """As ``torch.ops.rnnreg.lstm_forward`` (same arguments, same outputs), eagerly."""
+    return _Lstm.apply(*inputs)
+
+
+def gru_forward(*inputs) -> tuple[Tensor, ...]:
+    """As ``torch.ops.rnnreg.gru_forward``, eagerly."""
+    return _Gru.apply(*inputs)
+
+
+def rnn_forward(*inputs) -> tuple[Tensor, ...]:
+    """As ``torch.ops.rnnreg.rnn_forward``, eagerly."""
+    return _Rnn.apply(*inputs)
