@@ -1,7 +1,8 @@
 """The per-step products' routes (csrc/gemm.h, csrc/onednn.h), each against torch.mm.
 
-The recurrences take the Fortran BLAS, MKL's packed GEMM or (large products on AMD CPUs)
-oneDNN wherever torch brings them, as it does here; the at::mm fallback for a torch without them
+The recurrences take the Fortran BLAS, MKL's packed GEMM or (on AMD CPUs: large products, and with
+AVX-512 every product of 2^20 multiply-adds or more, the all-step ones included) oneDNN wherever
+torch brings them, as it does here; the at::mm fallback for a torch without them
 is reached through the ``gemm_route`` hook (csrc/probes.cpp), so it is checked here too, on
 operands with leading dimensions wider than their rows (the recurrences hand the products slices
 of larger buffers).
@@ -134,8 +135,10 @@ def test_a_layer_whose_steps_take_onednn_matches_the_reference():
 
 def test_a_layer_whose_gradient_products_are_turned_matches_the_reference():
     # T * B = 16384, H = 256, I = 512: dx, dW_ih and dW_hh are products of at least 2^32
-    # multiply-adds with twice as many rows as columns, which on an AMD CPU are computed turned,
-    # (b^T a^T)^T (prefer_transposed, csrc/gemm.h); elsewhere as they are. Either way the reference's.
+    # multiply-adds with twice as many rows as columns, which on an AMD CPU without AVX-512 are
+    # computed turned, (b^T a^T)^T (prefer_transposed, csrc/gemm.h), on one with AVX-512 by oneDNN
+    # from dG^T turned into rows (grad_t, csrc/recurrence.h); elsewhere as they are. Either way the
+    # reference's.
     torch.manual_seed(0)
     x = torch.randn(64, 256, 512, requires_grad=True)
     fast_layer = rnnreg.LSTM(512, 256, implementation="stepwise")
