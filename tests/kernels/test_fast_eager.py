@@ -89,3 +89,26 @@ def test_a_compiled_call_takes_the_registered_op(monkeypatch):
     compiled = torch.compile(lambda *a: fast.lstm_fast(*a)[0], backend="eager", fullgraph=True)
     compiled(*args)
     assert calls == []
+
+
+def test_the_eager_forward_runs_with_autocast_off():
+    # Under CPU autocast with a float64 argument the kernel is called with autocast still on
+    # (float64 is outside autocast's reach, kernels/precision.py); the kernel's own products
+    # must stay float32 there, as the registered op's autocast registration makes them.
+    torch.manual_seed(0)
+    _, _, inputs, _ = _cases(torch.float32)["lstm"]
+    args = [t.detach() for t in inputs]
+    args[1] = args[1].double()  # h0 in float64: lstm_fast casts it to x's dtype
+    want = fast.lstm_fast(*args)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = fast.lstm_fast(*args)
+    for g, w in zip(got, want):
+        assert g.dtype == torch.float32 and torch.equal(g, w)
+
+
+def test_create_graph_gradients_can_be_modified_in_place():
+    # As the registered route's: plain tensors, not views made inside a custom Function.
+    torch.manual_seed(0)
+    eager, _, inputs, rest = _cases(torch.float64)["lstm"]
+    (gx,) = torch.autograd.grad(eager(*inputs, *rest)[0].sum(), inputs[0], create_graph=True)
+    gx.mul_(2)

@@ -318,7 +318,7 @@ std::vector<Tensor> lstm_bwd(const OptT& dhs, const OptT& dcs, const Tensor& x, 
   if (needs & kH0) out[1] = rec ? dhd.addcmul_(dhr, *rec_mask) : dhd.add_(dhr);
   if (needs & kC0) out[2] = dc;
   const Tensor dgw2 = dgw.view({T * B, 4 * H});
-  const Tensor dgt = needs & (kWih | kWhh) ? grad_t(dgw2, H) : Tensor();  // shared by both
+  const Tensor dgt = needs & (kWih | kWhh) ? grad_t(dgw2, H) : Tensor();  // dW_ih's and dW_hh's
   if (needs & kWhh) out[4] = grad_w_hh(dgt, hin, h0, hs, lowp);
   if (needs & (kBih | kBhh)) out[5] = col_sums(dg2);
   grad_inputs(dgw2, dgt, x, w_ih, needs, out[3], out[0], lowp);

@@ -1,6 +1,7 @@
 // The products that go through torch's own oneDNN: the steps' float products where oneDNN was
-// measured faster than MKL (OneDnnB, prefer_onednn), and the bf16 products of the LSTM under CPU
-// bf16 autocast (gemm_bf16). Reached through the dispatcher and ATen, so nothing of oneDNN is
+// measured faster than MKL (OneDnnB, prefer_onednn), on AMD CPUs with AVX-512 the all-step ones too
+// (prefer_onednn_mm; mm_onednn in recurrence.h), and the bf16 products of the LSTM under CPU bf16
+// autocast (gemm_bf16). Reached through the dispatcher and ATen, so nothing of oneDNN is
 // linked here.
 #pragma once
 
@@ -58,7 +59,8 @@ inline bool onednn_usable() {
   return linear_op().has_value() && at::globalContext().userEnabledMkldnn();
 }
 
-// x (m, k) @ w^T through linear_op, x and w float32 dense rows (w plain (n, k) or reordered).
+// x (m, k) @ w^T through linear_op, float32: x dense rows, w (n, k) plain (a strided view will
+// do: oneDNN reorders it) or reordered.
 inline at::Tensor onednn_linear(const at::Tensor& x, const at::Tensor& w) {
   static const c10::List<std::optional<at::Scalar>> no_scalars({std::nullopt});
   return linear_op()->call(x, w, std::nullopt, "none", no_scalars, "");

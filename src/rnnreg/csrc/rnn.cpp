@@ -207,7 +207,7 @@ std::vector<Tensor> rnn_bwd(const OptT& dhs, const Tensor& x, const Tensor& h0,
   std::vector<Tensor> out(6);
   const Tensor dg2 = dg.view({T * B, H});
   if (needs & kH0) out[1] = rec ? dhd.addcmul_(dhr, *rec_mask) : dhd.add_(dhr);
-  const Tensor dgt = needs & (kWih | kWhh) ? grad_t(dg2, H) : Tensor();  // shared by both
+  const Tensor dgt = needs & (kWih | kWhh) ? grad_t(dg2, H) : Tensor();  // dW_ih's and dW_hh's
   if (needs & kWhh) out[3] = grad_w_hh(dgt, hin, h0, hs);
   if (needs & (kBih | kBhh)) out[4] = col_sums(dg2);
   grad_inputs(dg2, dgt, x, w_ih, needs, out[2], out[0]);

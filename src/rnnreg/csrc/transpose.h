@@ -103,7 +103,7 @@ inline void transpose_tile(const float* src, float* dst, int64_t m, int64_t n, i
 
 // Whether transposed() takes the AVX2 kernel for float: where the CPU has it and
 // ATEN_CPU_CAPABILITY does not cap rnnreg below it (dispatch.h). vector false forces the scalar
-// loop (the tests' twin, through the transpose_route probe).
+// loop (the tests' twin, through the rnnreg_fast::transpose probe).
 inline bool transpose_vector() {
 #if RR_X86
   return isa_cap() >= 1 && cpu_has_avx2_fma();
@@ -113,7 +113,7 @@ inline bool transpose_vector() {
 }
 
 // w (m, n) transposed into a new contiguous (n, m) tensor, tile by tile, the tile rows split
-// across threads (grain 16 tile rows: a small matrix, H = 200's 25 tile rows, stays on one).
+// across threads (grain 16 tile rows: a matrix of at most 16 x 32 rows stays on one thread).
 inline Tensor transposed(const Tensor& w_in, bool vector = true) {
   const Tensor w = w_in.contiguous();
   const int64_t m = w.size(0), n = w.size(1);

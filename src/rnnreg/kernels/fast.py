@@ -94,7 +94,7 @@ def lstm_fast(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
     masks = [_mask(rec_mask, (B, H), x), _mask(keep_h, (T, B, H), x),
              _mask(keep_c, (T, B, H), x), _mask(upd_mask, (T, B, H), x)]
     train = _needs_grad(x, h0, c0, w_ih, w_hh, b_ih, b_hh, peep)  # keep what backward reads
-    route = fast_eager.lstm_forward if fast_eager.eager_call(*args) else ops.lstm_forward
+    route = fast_eager.lstm_forward if fast_eager.eager_call(*args, *masks) else ops.lstm_forward
     hs, cs = route(*args, *masks, train, bf16_products)[:2]
     return hs, cs
 
@@ -115,7 +115,7 @@ def gru_fast(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | N
     masks = [_mask(rec_mask, (B, H), x), _mask(keep_h, (T, B, H), x),
              _mask(upd_mask, (T, B, H), x)]
     train = _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh)
-    route = fast_eager.gru_forward if fast_eager.eager_call(*args) else ops.gru_forward
+    route = fast_eager.gru_forward if fast_eager.eager_call(*args, *masks) else ops.gru_forward
     return route(*args, *masks, train)[0]
 
 
@@ -139,7 +139,7 @@ def rnn_fast(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | N
     args = [_dense(t, x) for t in (x, h0, w_ih, w_hh, b_ih, b_hh)]
     masks = [_mask(rec_mask, (B, H), x), _mask(keep_h, (T, B, H), x)]
     train = _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh)
-    route = fast_eager.rnn_forward if fast_eager.eager_call(*args) else ops.rnn_forward
+    route = fast_eager.rnn_forward if fast_eager.eager_call(*args, *masks) else ops.rnn_forward
     return route(*args, *masks, act, float(threshold), train)[0]
 
 

@@ -29,10 +29,11 @@ _PLAIN = (Tensor, torch.nn.Parameter)
 
 def eager_call(*tensors: Tensor | None) -> bool:
     """Whether the call can take this route: plain tensors (or parameters), and nothing recording
-    it (torch.compile / export, torch.jit.trace, a fake or proxy tensor mode, a tensor subclass),
-    which must see the registered ops."""
+    it (torch.compile / export, torch.jit.trace, a fake or proxy tensor mode, torch.func's
+    transforms, a tensor subclass), which must see the registered ops."""
     return not (torch.compiler.is_compiling() or torch.jit.is_tracing()
                 or _get_current_dispatch_mode() is not None
+                or torch._C._are_functorch_transforms_active()
                 or any(t is not None and type(t) not in _PLAIN for t in tensors))
 
 
@@ -42,7 +43,9 @@ class _RefuseTwice(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, n: int, *tensors: Tensor | None):
-        return tuple(None if g is None else g.view_as(g) for g in tensors[:n])
+        # Copies, not views: a view made inside a Function may not be modified in place later,
+        # and the registered route hands on plain tensors.
+        return tuple(None if g is None else g.clone() for g in tensors[:n])
 
     @staticmethod
     def backward(ctx, *grads):
@@ -63,7 +66,8 @@ def _function(name: str, forward, arity: int, setup, backward, native_backward) 
     op's ``arity``), then ``setup``; its backward is ``backward`` with the native backward kernel."""
 
     def fwd(ctx, *inputs):
-        out = fast_ops._padded(forward(*inputs), arity, inputs[0])
+        with torch.autocast("cpu", enabled=False):  # as the registered ops run: float32 inside
+            out = fast_ops._padded(forward(*inputs), arity, inputs[0])
         setup(ctx, inputs, out)
         return out
 
