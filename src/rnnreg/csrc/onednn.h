@@ -109,6 +109,7 @@ class OneDnnB {
 // call. On the Zen 5 EPYC (2 threads), a step's product at B = 20 took 18 us through MKL against
 // 22 us through oneDNN at H = 64 (327K multiply-adds), 42 against 32 us at H = 128 (1.3M); at B = 80
 // 30 against 26 us at H = 64 (1.3M), 91 against 45 us at H = 128; at B = 1, H = 256 (262K) both 18.
+// (One-off timings; benchmarks/bench_kernel_parts.py measures the products and the reorder.)
 constexpr int64_t kOneDnnMinAvx512 = int64_t{1} << 20;
 
 // Whether the float products over all steps (the input projection, the weight and input

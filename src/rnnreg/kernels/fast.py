@@ -9,7 +9,7 @@ Here the arguments are checked and put in the form the kernel trusts (dtype, con
 expanded); the kernel runs as the registered ops of ``kernels/fast_ops.py`` (fake kernels,
 autograd), so torch.compile, torch.export and torch.jit.trace see through these functions; plain
 eager calls take the same kernels under a torch.autograd.Function instead (``kernels/fast_eager.py``:
-the registered ops' Python dispatch cost ~400 us per layer call). The kernel is built on first use
+the registered ops' Python dispatch cost ~100 us per layer call). The kernel is built on first use
 (``kernels/build.py``).
 """
 

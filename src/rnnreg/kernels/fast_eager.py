@@ -2,9 +2,9 @@
 
 Why a second route beside the registered ops (``kernels/fast_ops.py``): in eager mode a
 ``torch.library.custom_op`` call passes through the dispatcher into Python twice (the op's
-autograd formula, then its CPU kernel) and its backward once more, ~400 us per LSTM layer call
-forward and backward on the Zen 5 EPYC of 2026-12-02 (738 against 342 us for the native kernels
-alone at T = B = 1, H = 4), 4-5% of a training step at the small benchmark size. Both routes run
+autograd formula, then its CPU kernel) and its backward once more: a T = B = 1, H = 4 LSTM call
+forward and backward took 211-262 us that way on the Zen 5 EPYC of 2026-12-02 and 120-158 us
+this way (``benchmarks/bench_kernel_parts.py``, "dispatch"). Both routes run
 the same kernels with the same setup and backward functions (``fast_ops._lstm_setup``, ...), so
 they give the same bits; ``kernels/fast.py`` takes this one only where nothing records the call
 (no compiler, tracer or dispatch mode: :func:`eager_call`), and the registered ops everywhere else.

@@ -1,0 +1,127 @@
+"""The parts of the stepwise kernel's time that the layer benchmark cannot separate, each timed on
+its own: the matrix products through MKL and through oneDNN, the transposes, the registered ops'
+Python dispatch, and torch.nn.LSTM against rnnreg.LSTM in two allocator states.
+
+Usage:
+    python benchmarks/bench_kernel_parts.py > parts.jsonl      # the layer sizes, a few minutes
+    python benchmarks/bench_kernel_parts.py --quick            # tiny shapes, seconds
+
+stdout carries one JSON line per measurement ({"part", "case", "what", "us"} plus the part's own
+keys); a readable line per measurement goes to stderr. Each time is the fastest of 7 blocks after a
+warm-up (a slow block measures the neighbours on a shared machine).
+
+- "products": out (m, n) = a (m, k) @ b (k, n) through torch.mm (MKL here), torch's oneDNN inner
+  product on plain rows, and on a weight reordered once (what csrc/onednn.h's OneDnnB does); then
+  the reorder itself. Shapes: a step's product and the all-step ones of the layer benchmark.
+- "transpose": csrc/transpose.h's vector kernel, its scalar twin, and w.t().contiguous().
+- "dispatch": one T = B = 1, H = 4 LSTM forward + backward through the registered op
+  (torch.ops.rnnreg.lstm_forward) and through the eager route (kernels/fast_eager.py).
+- "allocator": a training iteration of the benchmark's small stack (bench_layers.py) for
+  torch.nn.LSTM and rnnreg's stepwise LSTM, with the minor page faults per iteration, in a fresh
+  process and again after a 16 MiB buffer has been freed (glibc then keeps such buffers on its heap).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+
+import torch
+
+import bench_layers as bl  # the script's folder is on sys.path when it runs
+from rnnreg.kernels import fast, fast_eager
+from rnnreg.kernels.build import native_ops
+
+
+def fastest_us(run, n: int) -> float:
+    for _ in range(2):
+        run()
+    return min(bl.seconds(run, n) for _ in range(7)) * 1e6
+
+
+def emit(out, part: str, case: str, what: str, us: float, **extra) -> None:
+    out.write(json.dumps({"part": part, "case": case, "what": what, "us": round(us, 2), **extra}) + "\n")
+    bl.log(f"{part:10s} {case:28s} {what:22s} {us:12.1f} us")
+
+
+def products(out, quick: bool) -> None:
+    linear, reorder = torch.ops.mkldnn._linear_pointwise, torch.ops.mkldnn._reorder_linear_weight
+    shapes = ([("step", 4, 8, 32), ("all-step", 24, 8, 32)] if quick else
+              [("step small", 20, 200, 800), ("step medium", 20, 650, 2600), ("step awd", 80, 1150, 4600),
+               ("all-step small", 700, 200, 800), ("all-step medium", 700, 650, 2600)])
+    for case, m, k, n in shapes:
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        w = b.t().contiguous()  # oneDNN's weight: b^T as (n, k) rows
+        reps = 2 if quick else max(2, int(2e8 / (m * k * n)))
+        times = {"torch.mm": fastest_us(lambda: torch.mm(a, b), reps),
+                 "onednn": fastest_us(lambda: linear(a, w, None, "none", [None], ""), reps)}
+        wr = reorder(w, m)
+        times["onednn reordered"] = fastest_us(lambda: linear(a, wr, None, "none", [None], ""), reps)
+        for what, us in times.items():
+            emit(out, "products", case, what, us, shape=[m, k, n], gflops=round(2 * m * k * n / us / 1e3, 1))
+        emit(out, "products", case, "reorder", fastest_us(lambda: reorder(w, m), reps), shape=[m, k, n])
+
+
+def transposes(out, quick: bool) -> None:
+    transpose = native_ops().transpose
+    for m, n in ([(40, 70)] if quick else [(700, 800), (700, 2600), (5600, 4600)]):
+        w = torch.randn(m, n)
+        reps = 2 if quick or m > 1000 else 30
+        for what, run in (("vector", lambda: transpose(w, True)), ("scalar", lambda: transpose(w, False)),
+                          ("t().contiguous()", lambda: w.t().contiguous())):
+            emit(out, "transpose", f"{m} x {n}", what, fastest_us(run, reps))
+
+
+def dispatch(out, quick: bool) -> None:
+    T, B, H = 1, 1, 4
+    x = torch.randn(T, B, H, requires_grad=True)
+    h0, c0 = torch.zeros(B, H), torch.zeros(B, H)
+    w_ih, w_hh = torch.randn(4 * H, H, requires_grad=True), torch.randn(4 * H, H, requires_grad=True)
+    args = (x, h0, c0, w_ih, w_hh, None, None, None, None, None, None, None, True, False)
+    for what, route in (("registered op", torch.ops.rnnreg.lstm_forward), ("eager route", fast_eager.lstm_forward)):
+        def run(route=route):
+            route(*args)[0].sum().backward()
+        emit(out, "dispatch", "T = B = 1, H = 4", what, fastest_us(run, 20 if quick else 500))
+
+
+def allocator(out, quick: bool) -> None:
+    size = (bl.QUICK_SIZES if quick else bl.SIZES)["small"]
+    cfg = next(c for c in bl.CONFIGS if c.name == "stepwise")
+    x = torch.randn(size.steps, size.batch, size.modules[0][0], requires_grad=True)
+    weight = torch.randn(size.steps, size.batch, size.modules[-1][1])
+    steps = {"torch.nn.LSTM": bl.make_step(bl.build(size, cfg, True), x, weight, None),
+             "rnnreg stepwise": bl.make_step(bl.build(size, cfg, False), x, weight, None)}
+    iters = 2 if quick else 30
+    for state in ("fresh process", "after a large free"):
+        if state == "after a large free":
+            # 16 MiB, touched, then freed: glibc's mmap threshold rises to it (up to its 32 MiB cap)
+            torch.empty(16 << 20, dtype=torch.uint8).fill_(0)
+        for what, step in steps.items():
+            step()
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            us = bl.seconds(step, iters) * 1e6
+            faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / iters
+            emit(out, "allocator", state, what, us, faults_per_iter=round(faults, 1))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+    p.add_argument("--quick", action="store_true", help="tiny shapes: a smoke run")
+    args = p.parse_args(argv)
+    out = bl.json_stdout()
+    torch.set_num_threads(args.threads)
+    if not fast.fast_available():
+        bl.log("the C++ kernel could not be built: nothing to measure")
+        return 1
+    # The allocator part first: it needs a process in which nothing large has been freed yet.
+    for part in (allocator, products, transposes, dispatch):
+        part(out, args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
