@@ -190,7 +190,8 @@ def peak_flops(n: int, repeats: int = 7) -> tuple[float, str]:
     """The machine's float32 matmul FLOP/s and what reached it: the fastest of a few n x n
     products after one warm-up, through torch.mm (MKL here) and, where this torch has it and it is
     on, torch's oneDNN inner product. Both, because on AMD CPUs with AVX-512 MKL runs its AVX2 code
-    at half oneDNN's speed (2026-12-02, Zen 5 EPYC: ~190 against ~430 GFLOP/s on 2 threads), and
+    at half oneDNN's speed (on the Zen 5 EPYC of 2026-12-02, 2 threads, 171-185 against 350-398
+    GFLOP/s on the layers' all-step products: bench_kernel_parts.py, "products"), and
     torch.nn.LSTM, the baseline, runs on oneDNN. The fastest, not the median: on a shared machine a
     slow repeat measures the neighbours, and the peak is what the machine can do (the median read
     118-276 GFLOP/s on the same 2 cores)."""

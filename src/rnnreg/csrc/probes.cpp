@@ -30,9 +30,9 @@ namespace {  // internal linkage, see compiler.h
 // "packed" (MKL's packed GEMM, float only), "onednn" / "onednn_t" (OneDnnB, float only, b given
 // as its rows / as b^T's rows, as the backward / forward recurrences give it), "onednn_mm" (the
 // all-step products' mm_onednn, float only, on the operands as given, transposed views included)
-// or "aten" (at::mm on views of the same memory). a and b may be row-strided views (the leading dimensions); the
-// result is written into a buffer wider than n, so the output's leading dimension differs from
-// its width too (the packed and oneDNN routes, as the recurrences use them, take dense rows:
+// or "aten" (at::mm on views of the same memory). a and b may be row-strided views (the leading
+// dimensions); the result is written into a buffer wider than n, so the output's leading
+// dimension differs from its width too (the packed and oneDNN routes, as the recurrences use them, take dense rows:
 // their a and b are made contiguous).
 at::Tensor gemm_route(const at::Tensor& a_in, const at::Tensor& b_in, const at::Tensor& c,
                       bool accumulate, const std::string& route) {

@@ -91,7 +91,8 @@ inline void check_inputs(const Tensor& x, const Tensor& w_ih, const Tensor& w_hh
 // blocked layout anyway and absorbs the transpose there (the medium size's dx = dG @ W_ih, 700 x
 // 2600 x 650, took 7.1 ms with W_ih^T a view against 8.7 ms made contiguous by torch first).
 inline Tensor mm_onednn(const Tensor& a, const Tensor& b) {
-  const Tensor rows = a.is_contiguous() ? a : a.t().is_contiguous() ? transposed(a.t()) : a.contiguous();
+  const Tensor rows =
+      a.is_contiguous() ? a : (a.t().is_contiguous() ? transposed(a.t()) : a.contiguous());
   return onednn_linear(rows, b.t());
 }
 
@@ -102,11 +103,10 @@ inline Tensor mm_onednn(const Tensor& a, const Tensor& b) {
 // gradient product (turnable) turned where that runs faster (prefer_transposed).
 inline Tensor mm_f32(const Tensor& a, const Tensor& b, bool bf16, bool turnable = false) {
   if (!bf16) {
-    if (a.scalar_type() == at::kFloat && a.numel() > 0 && b.numel() > 0 &&
-        prefer_onednn_mm(a.size(0), b.size(1), a.size(1)))
-      return mm_onednn(a, b);
-    if (turnable && a.scalar_type() == at::kFloat &&
-        prefer_transposed(a.size(0), b.size(1), a.size(1)))
+    const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
+    const bool f32 = a.scalar_type() == at::kFloat;
+    if (f32 && m * k * n > 0 && prefer_onednn_mm(m, n, k)) return mm_onednn(a, b);
+    if (f32 && turnable && prefer_transposed(m, n, k))
       return at::mm(b.t(), a.t()).t().contiguous();  // (n, m) computed, (m, n) returned
     return at::mm(a, b);
   }
