@@ -1,6 +1,7 @@
 """The parts of the stepwise kernel's time that the layer benchmark cannot separate, each timed on
-its own: the matrix products through MKL and through oneDNN, the transposes, the registered ops'
-Python dispatch, and torch.nn.LSTM against rnnreg.LSTM in two allocator states.
+its own: the matrix products through MKL and through oneDNN (its inner product and its brgemm
+micro-kernel), the transposes, the registered ops' Python dispatch, and torch.nn.LSTM against
+rnnreg.LSTM in two allocator states.
 
 Usage:
     python benchmarks/bench_kernel_parts.py > parts.jsonl      # the layer sizes, a few minutes
@@ -11,8 +12,11 @@ keys); a readable line per measurement goes to stderr. Each time is the fastest 
 warm-up (a slow block measures the neighbours on a shared machine).
 
 - "products": out (m, n) = a (m, k) @ b (k, n) through torch.mm (MKL here), torch's oneDNN inner
-  product on plain rows, and on a weight reordered once (what csrc/onednn.h's OneDnnB does); then
-  the reorder itself. Shapes: a step's product and the all-step ones of the layer benchmark.
+  product on plain rows, and on a weight reordered once (what csrc/onednn.h's OneDnnB does), torch.mm
+  on bf16 operands (oneDNN; what csrc/onednn.h's gemm_bf16 calls), and, where this torch has it,
+  oneDNN's brgemm micro-kernel as csrc/brgemm.h calls it, on float rows and on bf16 operands with
+  the weight in VNNI layout (float32 out); then the reorder itself. Shapes: a step's product and
+  the all-step ones of the layer benchmark.
 - "transpose": csrc/transpose.h's vector kernel, its scalar twin, and w.t().contiguous().
 - "dispatch": one T = B = 1, H = 4 LSTM forward + backward through the registered op
   (torch.ops.rnnreg.lstm_forward) and through the eager route (kernels/fast_eager.py).
@@ -60,6 +64,12 @@ def products(out, quick: bool) -> None:
                  "onednn": fastest_us(lambda: linear(a, w, None, "none", [None], ""), reps)}
         wr = reorder(w, m)
         times["onednn reordered"] = fastest_us(lambda: linear(a, wr, None, "none", [None], ""), reps)
+        ab, bb = a.bfloat16(), b.bfloat16()
+        times["torch.mm bf16"] = fastest_us(lambda: torch.mm(ab, bb), reps)
+        if "brgemm" in native_ops().gemm_routes():  # oneDNN's micro-kernel, as csrc/brgemm.h calls it
+            c, packed, brgemm = torch.empty(m, n), native_ops().vnni(b), native_ops().brgemm
+            times["brgemm"] = fastest_us(lambda: brgemm(a, b, c, False), reps)
+            times["brgemm bf16"] = fastest_us(lambda: brgemm(ab, packed, c, False), reps)
         for what, us in times.items():
             emit(out, "products", case, what, us, shape=[m, k, n], gflops=round(2 * m * k * n / us / 1e3, 1))
         emit(out, "products", case, "reorder", fastest_us(lambda: reorder(w, m), reps), shape=[m, k, n])

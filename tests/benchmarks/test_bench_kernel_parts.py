@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from rnnreg.kernels import fast
 
@@ -32,3 +33,5 @@ def test_quick_run_prints_every_part():
             ("dispatch", "eager route"), ("allocator", "torch.nn.LSTM"),
             ("allocator", "rnnreg stepwise")} <= whats
     assert all(r["faults_per_iter"] >= 0 for r in rows if r["part"] == "allocator")
+    if "brgemm" in torch.ops.rnnreg_fast.gemm_routes():
+        assert {("products", "brgemm"), ("products", "brgemm bf16")} <= whats

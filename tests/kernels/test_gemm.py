@@ -1,8 +1,8 @@
-"""The per-step products' routes (csrc/gemm.h, csrc/onednn.h), each against torch.mm.
+"""The per-step products' routes (csrc/gemm.h, csrc/onednn.h, csrc/brgemm.h), each against torch.mm.
 
-The recurrences take the Fortran BLAS, MKL's packed GEMM or (on AMD CPUs: large products, and with
-AVX-512 every product of 2^20 multiply-adds or more, the all-step ones included) oneDNN wherever
-torch brings them, as it does here; the at::mm fallback for a torch without them
+The recurrences take the Fortran BLAS, MKL's packed GEMM, oneDNN (on AMD CPUs: large step
+products, and with AVX-512 the all-step products of 2^20 multiply-adds or more) or oneDNN's brgemm
+micro-kernel (the step products on AMD CPUs with AVX-512) wherever torch brings them, as it does here; the at::mm fallback for a torch without them
 is reached through the ``gemm_route`` hook (csrc/probes.cpp), so it is checked here too, on
 operands with leading dimensions wider than their rows (the recurrences hand the products slices
 of larger buffers).
@@ -23,12 +23,12 @@ def _route(a, b, c, accumulate, route):
     return torch.ops.rnnreg_fast.gemm_route(a, b, c, accumulate, route)
 
 
-@pytest.mark.parametrize("route", ["aten", "blas", "packed", "onednn", "onednn_t", "onednn_mm"])
+@pytest.mark.parametrize("route", ["aten", "blas", "packed", "onednn", "onednn_t", "onednn_mm", "brgemm"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("accumulate", [False, True], ids=["set", "add"])
 def test_each_route_computes_the_product(route, dtype, accumulate):
     if route != "aten" and route != "blas" and dtype == torch.float64:
-        pytest.skip("MKL's packed GEMM and the oneDNN route are float only; double takes dgemm_ or at::mm")
+        pytest.skip("MKL's packed GEMM and the oneDNN routes are float only; double takes dgemm_ or at::mm")
     if route not in torch.ops.rnnreg_fast.gemm_routes():
         pytest.skip(f"this torch has no {route} route")
     g = torch.Generator().manual_seed(0)
@@ -69,19 +69,61 @@ def _cpu():
     return "AuthenticAMD" in text, " avx512f " in text.replace("\n", " ")
 
 
+@pytest.mark.parametrize("m,k,n", [(7, 1500, 150), (20, 1026, 64), (3, 0, 70), (1, 2, 1)])
+@pytest.mark.parametrize("accumulate", [False, True], ids=["set", "add"])
+def test_the_brgemm_route_at_its_block_edges(m, k, n, accumulate):
+    # brgemm_nn (csrc/brgemm.h) splits the columns into blocks of 64 (a ragged last one) and, from
+    # k > 1024, k into chunks of 512 accumulated in place; k = 0 must still set (or keep) c.
+    if "brgemm" not in torch.ops.rnnreg_fast.gemm_routes():
+        pytest.skip("this torch has no float brgemm")
+    g = torch.Generator().manual_seed(2)
+    a, b, c = torch.randn(m, k, generator=g), torch.randn(k, n, generator=g), torch.randn(m, n, generator=g)
+    expected = a.double() @ b.double() + (c.double() if accumulate else 0)
+    got = _route(a, b, c, accumulate, "brgemm")
+    torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=2e-4)
+
+
+@pytest.mark.parametrize("m,k,n", [(20, 200, 800), (7, 1500, 150), (5, 2, 3)])
+@pytest.mark.parametrize("accumulate", [False, True], ids=["set", "add"])
+def test_the_bf16_brgemm_reads_its_vnni_weight_right(m, k, n, accumulate):
+    # With bf16 products on AMD CPUs with AVX-512 the step's weight goes to the micro-kernel in
+    # VNNI layout (vnni_bf16: row pairs interleaved). The product of the bf16-rounded operands
+    # accumulates in float32, so it must match float64 on the same rounded values to float32's
+    # accuracy: a misplaced pair would be off by O(1).
+    if "brgemm" not in torch.ops.rnnreg_fast.gemm_routes():
+        pytest.skip("this torch has no brgemm")
+    g = torch.Generator().manual_seed(3)
+    a, b, c = torch.randn(m, k, generator=g), torch.randn(k, n, generator=g), torch.randn(m, n, generator=g)
+    packed = torch.ops.rnnreg_fast.vnni(b)
+    assert packed.shape == (k // 2, n, 2) and torch.equal(packed[:, :, 1].float(), b[1::2].bfloat16().float())
+    out = c.clone()
+    torch.ops.rnnreg_fast.brgemm(a.bfloat16(), packed, out, accumulate)
+    rounded = a.bfloat16().double() @ b.bfloat16().double() + (c.double() if accumulate else 0)
+    torch.testing.assert_close(out.double(), rounded, rtol=1e-5, atol=2e-4)
+    with pytest.raises(RuntimeError, match="k even"):
+        torch.ops.rnnreg_fast.vnni(b[:1])
+
+
 def test_the_step_route_follows_the_cpu():
-    # prefer_onednn (csrc/onednn.h): on AMD CPUs with AVX-512 the step products of at least 2^20
-    # multiply-adds take oneDNN; on other AMD CPUs from 2^23, below that sgemm_; elsewhere MKL's
-    # packed GEMM (prefer_packed).
+    # RecGemm (csrc/rec_gemm.h): on AMD CPUs with AVX-512 the step products take oneDNN's brgemm
+    # micro-kernel where this torch has it (prefer_brgemm): float ones up to a 2^21-element weight
+    # (oneDNN's inner product above), bf16 ones whenever k is even; on other AMD CPUs, oneDNN from
+    # 2^23 multiply-adds, sgemm_ below (prefer_onednn); elsewhere MKL's packed GEMM (prefer_packed).
     amd, avx512 = _cpu()
     routes = torch.ops.rnnreg_fast.gemm_routes()
-    onednn = "onednn" in routes
+    onednn, brgemm = "onednn" in routes, amd and avx512 and "brgemm" in routes
     mkl = "blas" if amd or "packed" not in routes else "packed"
     for backward in (False, True):
-        route = lambda batch, hidden: torch.ops.rnnreg_fast.step_route(batch, hidden, 4, backward)
-        assert route(20, 64) == mkl                                       # 20 x 256 x 64: 327K
-        assert route(20, 200) == ("onednn" if amd and avx512 and onednn else mkl)  # 3.2M
-        assert (route(20, 650) == "onednn") == (amd and onednn)           # 34M
+        route = lambda batch, hidden, bf16=False: torch.ops.rnnreg_fast.step_route(  # noqa: E731
+            batch, hidden, 4, backward, bf16)
+        assert route(20, 64) == ("brgemm" if brgemm else mkl)                        # 327K
+        assert route(20, 200) == ("brgemm" if brgemm else "onednn" if amd and avx512 and onednn else mkl)
+        assert route(20, 650) == ("brgemm" if brgemm else "onednn" if amd and onednn else mkl)  # 34M
+        assert route(80, 1150) == ("onednn" if amd and onednn else mkl)             # 5.3M weight
+        assert route(80, 1150, True) == ("bf16_brgemm" if brgemm else "bf16")
+        assert route(20, 200, True) == ("bf16_brgemm" if brgemm else "bf16")
+        # an odd hidden size: the forward's k = H is odd, the backward's k = 4H even
+        assert route(20, 201, True) == ("bf16_brgemm" if brgemm and backward else "bf16")
 
 
 def test_the_all_step_products_take_onednn_on_amd_cpus_with_avx512():
@@ -96,7 +138,9 @@ def test_the_all_step_products_take_onednn_on_amd_cpus_with_avx512():
 def test_onednn_off_turns_the_onednn_routes_off():
     with torch.backends.mkldnn.flags(enabled=False):
         assert not torch.ops.rnnreg_fast.onednn_mm(700, 800, 200)
-        assert torch.ops.rnnreg_fast.step_route(20, 650, 4, False) != "onednn"
+        for bf16 in (False, True):
+            assert "onednn" not in torch.ops.rnnreg_fast.step_route(20, 650, 4, False, bf16)
+            assert "brgemm" not in torch.ops.rnnreg_fast.step_route(20, 650, 4, False, bf16)
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (7, 13), (8, 8), (33, 70), (64, 65), (300, 513)])

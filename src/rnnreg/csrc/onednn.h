@@ -1,8 +1,8 @@
-// The products that go through torch's own oneDNN: the steps' float products where oneDNN was
-// measured faster than MKL (OneDnnB, prefer_onednn), on AMD CPUs with AVX-512 the all-step ones too
-// (prefer_onednn_mm; mm_onednn in recurrence.h), and the bf16 products of the LSTM under CPU bf16
-// autocast (gemm_bf16). Reached through the dispatcher and ATen, so nothing of oneDNN is
-// linked here.
+// The products that go through torch's own oneDNN ops: the steps' float products where oneDNN's
+// inner product was measured faster than MKL and its micro-kernel (OneDnnB, prefer_onednn), on AMD
+// CPUs with AVX-512 the all-step ones too (prefer_onednn_mm; mm_onednn in recurrence.h), and the
+// bf16 products of the LSTM under CPU bf16 autocast where the micro-kernel does not take them
+// (gemm_bf16). Reached through the dispatcher and ATen, so nothing of oneDNN is linked here.
 #pragma once
 
 #include <ATen/Context.h>
@@ -125,7 +125,9 @@ inline bool prefer_onednn_mm(int64_t m, int64_t n, int64_t k) {
 }
 
 // Whether a step's float product out (m, n) = in (m, k) @ b takes oneDNN (OneDnnB) rather than
-// MKL, on AMD CPUs only. With AVX-512 from kOneDnnMinAvx512 multiply-adds: the step's product at
+// MKL, on AMD CPUs only, where oneDNN's brgemm micro-kernel does not take it first (RecGemm asks
+// prefer_brgemm, brgemm.h, before this: with AVX-512, weights up to kBrgemmMaxWeight elements).
+// With AVX-512 from kOneDnnMinAvx512 multiply-adds: the step's product at
 // B = 20, H = 200 took 68 us through MKL against 45 us through oneDNN on plain rows and 33 us on
 // the reordered weight, at H = 650 583 against 239 (171) us, at B = 80, H = 1150 5.4 against 2.5
 // (2.1) ms. On other AMD CPUs (one measured: the Zen EPYC with AVX2 above) from 2^23

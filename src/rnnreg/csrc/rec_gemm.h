@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "brgemm.h"
 #include "compiler.h"
 #include "gemm.h"
 #include "onednn.h"
@@ -23,17 +24,19 @@ using at::Tensor;
 
 // Recurrent products, row-major with the batch as rows: forward R_t = h_in @ W_hh^T (B, GH),
 // backward D_t = dG_t @ W_hh (B, H), the weight operand prepared once per call: in bf16 for bf16
-// products, else in oneDNN's layout where prefer_onednn asks, else MKL's packed layout where
-// prefer_packed asks, else W_hh^T made contiguous for the forward (the Fortran BLAS). On the
+// products, else as dense rows for oneDNN's micro-kernel where prefer_brgemm asks, else in
+// oneDNN's layout where prefer_onednn asks, else MKL's packed layout where prefer_packed asks,
+// else W_hh^T made contiguous for the forward (the Fortran BLAS). On the
 // 2-core Xeon (Sapphire Rapids) of 2026-12-01, MKL took 26 us for the B = 20, H = 200 forward
 // product in this orientation against 45 us transposed (W_hh @ h_in^T, which the Zen 1 CPU
 // measured earlier preferred), and 39 us against 59 us for the backward one; the pointwise
 // passes then read R / D with unit stride, so their loops vectorize without gathers.
 struct RecGemm {
-  Tensor w;        // forward: W_hh^T (H, GH); backward: W_hh (GH, H); unset for the other routes
+  Tensor w;        // forward: W_hh^T (H, GH); backward: W_hh (GH, H); the blas and brgemm routes
+  bool brgemm = false;  // the products through oneDNN's micro-kernel (brgemm.h)
   PackedB packed;  // the same operand in MKL's packed layout, where available (float)
   OneDnnB onednn;  // or in oneDNN's, where that was measured faster (prefer_onednn)
-  Tensor wb;       // bf16 products: w in bf16 (see gemm_bf16)
+  Tensor wb;       // bf16 products: w in bf16 (see gemm_bf16), in VNNI layout for brgemm
   Tensor inb;      // bf16 products: the step's input rows (B, k) rounded to bf16
   Tensor outb;     // bf16 products: the step's product (B, n) in bf16, before widening
   int64_t B, k, n;  // out (B, n) = in (B, k) @ w (k, n)
@@ -44,9 +47,16 @@ struct RecGemm {
         k(backward ? w_hh.size(0) : w_hh.size(1)),
         n(backward ? w_hh.size(1) : w_hh.size(0)) {
     if (bf16 && w_hh.scalar_type() == at::kFloat) {
-      wb = (backward ? w_hh.contiguous() : transposed(w_hh)).to(at::kBFloat16);
+      brgemm = prefer_brgemm(k, n, true);
+      wb = brgemm ? vnni_bf16(w_hh, !backward)
+                  : (backward ? w_hh.contiguous() : transposed(w_hh)).to(at::kBFloat16);
       inb = at::empty({B, k}, wb.options());
-      outb = at::empty({B, n}, wb.options());
+      if (!brgemm) outb = at::empty({B, n}, wb.options());
+      return;
+    }
+    if (w_hh.scalar_type() == at::kFloat && prefer_brgemm(k, n, false)) {
+      brgemm = true;
+      w = backward ? w_hh.contiguous() : transposed(w_hh);
       return;
     }
     if (prefer_onednn(B, n, k)) onednn = OneDnnB(w_hh, !backward, B);
@@ -61,10 +71,11 @@ struct RecGemm {
     to_bf16(in, dst, B * k);
     return dst;
   }
-  // The route the products take: "bf16", "onednn", "packed" or "blas" (gemm_nn: the Fortran
-  // BLAS, or at::mm in a torch without one).
+  // The route the products take: "bf16_brgemm", "bf16", "brgemm", "onednn", "packed" or "blas"
+  // (gemm_nn: the Fortran BLAS, or at::mm in a torch without one).
   const char* route() const {
-    if (bf16()) return "bf16";
+    if (bf16()) return brgemm ? "bf16_brgemm" : "bf16";
+    if (brgemm) return "brgemm";
     if (onednn.ok()) return "onednn";
     return packed.ok() ? "packed" : "blas";
   }
@@ -72,7 +83,10 @@ struct RecGemm {
   template <typename T>
   void run(const T* in, T* out, bool accumulate, at::BFloat16* keep = nullptr) const {
     if constexpr (std::is_same<T, float>::value) {
+      if (bf16() && brgemm)
+        return brgemm_nn(B, n, k, round(in, keep), wb.data_ptr<at::BFloat16>(), accumulate, out);
       if (bf16()) return gemm_bf16(B, n, k, round(in, keep), wb, outb, accumulate, out);
+      if (brgemm) return brgemm_nn(B, n, k, in, w.data_ptr<float>(), accumulate, out);
       if (onednn.ok()) return onednn.run(in, out, accumulate);
       if (packed.ok()) return packed.run(in, out, accumulate);
     }
