@@ -14,8 +14,9 @@ warm-up (a slow block measures the neighbours on a shared machine).
 - "products": out (m, n) = a (m, k) @ b (k, n) through torch.mm (MKL here), torch's oneDNN inner
   product on plain rows, and on a weight reordered once (what csrc/onednn.h's OneDnnB does), torch.mm
   on bf16 operands (oneDNN; what csrc/onednn.h's gemm_bf16 calls), and, where this torch has it,
-  oneDNN's brgemm micro-kernel as csrc/brgemm.h calls it, on float rows and on bf16 operands with
-  the weight in VNNI layout (float32 out); then the reorder itself. Shapes: a step's product and
+  oneDNN's brgemm micro-kernel as csrc/brgemm.h calls it, on float rows and (where oneDNN
+  generates its bf16 kernel) on bf16 operands with the weight in VNNI layout (float32 out); then
+  the weight's preparation: the reorder, and the VNNI layout built from W_hh. Shapes: a step's product and
   the all-step ones of the layer benchmark.
 - "transpose": csrc/transpose.h's vector kernel, its scalar twin, and w.t().contiguous().
 - "dispatch": one T = B = 1, H = 4 LSTM forward + backward through the registered op
@@ -66,13 +67,21 @@ def products(out, quick: bool) -> None:
         times["onednn reordered"] = fastest_us(lambda: linear(a, wr, None, "none", [None], ""), reps)
         ab, bb = a.bfloat16(), b.bfloat16()
         times["torch.mm bf16"] = fastest_us(lambda: torch.mm(ab, bb), reps)
-        if "brgemm" in native_ops().gemm_routes():  # oneDNN's micro-kernel, as csrc/brgemm.h calls it
-            c, packed, brgemm = torch.empty(m, n), native_ops().vnni(b), native_ops().brgemm
-            times["brgemm"] = fastest_us(lambda: brgemm(a, b, c, False), reps)
-            times["brgemm bf16"] = fastest_us(lambda: brgemm(ab, packed, c, False), reps)
+        routes, c = native_ops().gemm_routes(), torch.empty(m, n)
+        if "brgemm" in routes:  # oneDNN's micro-kernel, as csrc/brgemm.h calls it
+            times["brgemm"] = fastest_us(lambda: native_ops().brgemm(a, b, c, False), reps)
+        if "brgemm_bf16" in routes:  # its bf16 kernel, with the weight in VNNI layout
+            packed = native_ops().vnni(b)
+            times["brgemm bf16"] = fastest_us(lambda: native_ops().brgemm(ab, packed, c, False), reps)
         for what, us in times.items():
-            emit(out, "products", case, what, us, shape=[m, k, n], gflops=round(2 * m * k * n / us / 1e3, 1))
+            gflops = round(2 * m * k * n / us / 1e3, 1)
+            emit(out, "products", case, what, us, shape=[m, k, n], gflops=gflops)
+        # Preparing the weight, once per call of a layer: oneDNN's reorder, and the VNNI layout
+        # the forward builds from W_hh (b^T's rows).
         emit(out, "products", case, "reorder", fastest_us(lambda: reorder(w, m), reps), shape=[m, k, n])
+        if "brgemm_bf16" in routes:
+            vnni_us = fastest_us(lambda: native_ops().vnni(w, True), reps)
+            emit(out, "products", case, "vnni pack", vnni_us, shape=[m, k, n])
 
 
 def transposes(out, quick: bool) -> None:

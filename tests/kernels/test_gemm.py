@@ -2,13 +2,18 @@
 
 The recurrences take the Fortran BLAS, MKL's packed GEMM, oneDNN (on AMD CPUs: large step
 products, and with AVX-512 the all-step products of 2^20 multiply-adds or more) or oneDNN's brgemm
-micro-kernel (the step products on AMD CPUs with AVX-512) wherever torch brings them, as it does here; the at::mm fallback for a torch without them
-is reached through the ``gemm_route`` hook (csrc/probes.cpp), so it is checked here too, on
+micro-kernel (bf16 step products wherever oneDNN generates it, float ones on AMD CPUs with
+AVX-512) wherever torch brings them, as it does here; the at::mm fallback for a torch without
+them is reached through the ``gemm_route`` hook (csrc/probes.cpp), so it is checked here too, on
 operands with leading dimensions wider than their rows (the recurrences hand the products slices
 of larger buffers).
 """
 
 from pathlib import Path
+
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -73,57 +78,93 @@ def _cpu():
 @pytest.mark.parametrize("accumulate", [False, True], ids=["set", "add"])
 def test_the_brgemm_route_at_its_block_edges(m, k, n, accumulate):
     # brgemm_nn (csrc/brgemm.h) splits the columns into blocks of 64 (a ragged last one) and, from
-    # k > 1024, k into chunks of 512 accumulated in place; k = 0 must still set (or keep) c.
+    # k > 1024, k into even chunks of at most 512 accumulated in place (1026: 342 x 3); k = 0 must
+    # still set (or keep) c.
     if "brgemm" not in torch.ops.rnnreg_fast.gemm_routes():
         pytest.skip("this torch has no float brgemm")
     g = torch.Generator().manual_seed(2)
-    a, b, c = torch.randn(m, k, generator=g), torch.randn(k, n, generator=g), torch.randn(m, n, generator=g)
+    a, b = torch.randn(m, k, generator=g), torch.randn(k, n, generator=g)
+    c = torch.randn(m, n, generator=g)
     expected = a.double() @ b.double() + (c.double() if accumulate else 0)
     got = _route(a, b, c, accumulate, "brgemm")
     torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=2e-4)
 
 
-@pytest.mark.parametrize("m,k,n", [(20, 200, 800), (7, 1500, 150), (5, 2, 3)])
+@pytest.mark.parametrize("m,k,n", [(20, 200, 800), (7, 1500, 150), (5, 2, 3), (3, 1030, 70)])
 @pytest.mark.parametrize("accumulate", [False, True], ids=["set", "add"])
 def test_the_bf16_brgemm_reads_its_vnni_weight_right(m, k, n, accumulate):
-    # With bf16 products on AMD CPUs with AVX-512 the step's weight goes to the micro-kernel in
-    # VNNI layout (vnni_bf16: row pairs interleaved). The product of the bf16-rounded operands
-    # accumulates in float32, so it must match float64 on the same rounded values to float32's
-    # accuracy: a misplaced pair would be off by O(1).
-    if "brgemm" not in torch.ops.rnnreg_fast.gemm_routes():
-        pytest.skip("this torch has no brgemm")
+    # With bf16 products the step's weight goes to the micro-kernel in VNNI layout (vnni_bf16: row
+    # pairs interleaved; the forward builds it from W_hh, b^T's rows, by a transpose of bf16 pairs).
+    # The product of the bf16-rounded operands accumulates in float32, so it must match float64 on
+    # the same rounded values to float32's accuracy: a misplaced pair would be off by O(1). k = 1030
+    # splits into chunks of 344, 344 and 342 (each even: a chunk of 343 would split a pair).
+    if "brgemm_bf16" not in torch.ops.rnnreg_fast.gemm_routes():
+        pytest.skip("no bf16 brgemm here (this torch, or oneDNN on this CPU)")
     g = torch.Generator().manual_seed(3)
-    a, b, c = torch.randn(m, k, generator=g), torch.randn(k, n, generator=g), torch.randn(m, n, generator=g)
+    a, b = torch.randn(m, k, generator=g), torch.randn(k, n, generator=g)
+    c = torch.randn(m, n, generator=g)
     packed = torch.ops.rnnreg_fast.vnni(b)
-    assert packed.shape == (k // 2, n, 2) and torch.equal(packed[:, :, 1].float(), b[1::2].bfloat16().float())
+    assert packed.shape == (k // 2, n, 2)
+    assert torch.equal(packed[:, :, 1].float(), b[1::2].bfloat16().float())
+    assert torch.equal(torch.ops.rnnreg_fast.vnni(b.t().contiguous(), True), packed)
     out = c.clone()
     torch.ops.rnnreg_fast.brgemm(a.bfloat16(), packed, out, accumulate)
     rounded = a.bfloat16().double() @ b.bfloat16().double() + (c.double() if accumulate else 0)
     torch.testing.assert_close(out.double(), rounded, rtol=1e-5, atol=2e-4)
     with pytest.raises(RuntimeError, match="k even"):
         torch.ops.rnnreg_fast.vnni(b[:1])
+    with pytest.raises(RuntimeError, match="k even"):
+        torch.ops.rnnreg_fast.vnni(b[:1].t().contiguous(), True)
+
+
+_CAPPED = """
+import torch, rnnreg
+from rnnreg.kernels.build import native_ops
+ops = native_ops()
+assert "brgemm_bf16" not in ops.gemm_routes(), ops.gemm_routes()
+assert ops.step_route(20, 200, 4, False, True) == "bf16", ops.step_route(20, 200, 4, False, True)
+layer = rnnreg.LSTM(8, 16, zoneout_h_p=0.1)
+with torch.autocast("cpu", dtype=torch.bfloat16):
+    out, _ = layer(torch.randn(5, 3, 8))
+out.float().sum().backward()
+assert torch.isfinite(layer.weight_hh_l0.grad).all()
+"""
+
+
+def test_bf16_products_fall_back_where_onednn_generates_no_bf16_kernel():
+    # torch offers the bf16 micro-kernel wherever oneDNN finds AVX-512, but oneDNN generates it
+    # only with AVX512_BF16 or AMX: under ONEDNN_MAX_CPU_ISA=AVX512_CORE (as on an AVX-512 CPU
+    # without bf16, or an AVX2 one) the bf16 route raised inside the step loop. brgemm_bf16_runs
+    # (csrc/brgemm.h) tries it once; the products then take torch.mm on bf16 instead.
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX512_CORE")
+    done = subprocess.run([sys.executable, "-c", _CAPPED], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_the_step_route_follows_the_cpu():
-    # RecGemm (csrc/rec_gemm.h): on AMD CPUs with AVX-512 the step products take oneDNN's brgemm
-    # micro-kernel where this torch has it (prefer_brgemm): float ones up to a 2^21-element weight
-    # (oneDNN's inner product above), bf16 ones whenever k is even; on other AMD CPUs, oneDNN from
-    # 2^23 multiply-adds, sgemm_ below (prefer_onednn); elsewhere MKL's packed GEMM (prefer_packed).
+    # RecGemm (csrc/rec_gemm.h): bf16 step products take oneDNN's brgemm micro-kernel wherever it
+    # runs here, when k is even, up to a 2^21-element weight but at every size on AMD CPUs with
+    # AVX-512 (prefer_brgemm); float ones there up to a 2^21-element weight (oneDNN's inner product
+    # above); on other AMD CPUs, oneDNN from 2^23 multiply-adds, sgemm_ below (prefer_onednn);
+    # elsewhere MKL's packed GEMM (prefer_packed).
     amd, avx512 = _cpu()
     routes = torch.ops.rnnreg_fast.gemm_routes()
     onednn, brgemm = "onednn" in routes, amd and avx512 and "brgemm" in routes
+    bf16 = "bf16_brgemm" if "brgemm_bf16" in routes else "bf16"
     mkl = "blas" if amd or "packed" not in routes else "packed"
     for backward in (False, True):
         route = lambda batch, hidden, bf16=False: torch.ops.rnnreg_fast.step_route(  # noqa: E731
             batch, hidden, 4, backward, bf16)
-        assert route(20, 64) == ("brgemm" if brgemm else mkl)                        # 327K
-        assert route(20, 200) == ("brgemm" if brgemm else "onednn" if amd and avx512 and onednn else mkl)
-        assert route(20, 650) == ("brgemm" if brgemm else "onednn" if amd and onednn else mkl)  # 34M
-        assert route(80, 1150) == ("onednn" if amd and onednn else mkl)             # 5.3M weight
-        assert route(80, 1150, True) == ("bf16_brgemm" if brgemm else "bf16")
-        assert route(20, 200, True) == ("bf16_brgemm" if brgemm else "bf16")
+        assert route(20, 64) == ("brgemm" if brgemm else mkl)  # 327K
+        small = "onednn" if amd and avx512 and onednn else mkl
+        assert route(20, 200) == ("brgemm" if brgemm else small)
+        medium = "onednn" if amd and onednn else mkl  # 34M multiply-adds
+        assert route(20, 650) == ("brgemm" if brgemm else medium)
+        assert route(80, 1150) == ("onednn" if amd and onednn else mkl)  # 5.3M weight
+        assert route(80, 1150, True) == (bf16 if amd and avx512 else "bf16")
+        assert route(20, 200, True) == bf16
         # an odd hidden size: the forward's k = H is odd, the backward's k = 4H even
-        assert route(20, 201, True) == ("bf16_brgemm" if brgemm and backward else "bf16")
+        assert route(20, 201, True) == (bf16 if backward else "bf16")
 
 
 def test_the_all_step_products_take_onednn_on_amd_cpus_with_avx512():

@@ -124,17 +124,17 @@ inline bool prefer_onednn_mm(int64_t m, int64_t n, int64_t k) {
   return amd_avx512() && m * n * k >= kOneDnnMinAvx512 && onednn_usable();
 }
 
-// Whether a step's float product out (m, n) = in (m, k) @ b takes oneDNN (OneDnnB) rather than
-// MKL, on AMD CPUs only, where oneDNN's brgemm micro-kernel does not take it first (RecGemm asks
+// Whether a step's float product out (m, n) = in (m, k) @ b takes oneDNN (OneDnnB) rather than MKL,
+// on AMD CPUs only, where oneDNN's brgemm micro-kernel does not take it first (RecGemm asks
 // prefer_brgemm, brgemm.h, before this: with AVX-512, weights up to kBrgemmMaxWeight elements).
-// With AVX-512 from kOneDnnMinAvx512 multiply-adds: the step's product at
-// B = 20, H = 200 took 68 us through MKL against 45 us through oneDNN on plain rows and 33 us on
-// the reordered weight, at H = 650 583 against 239 (171) us, at B = 80, H = 1150 5.4 against 2.5
-// (2.1) ms. On other AMD CPUs (one measured: the Zen EPYC with AVX2 above) from 2^23
-// multiply-adds: below that oneDNN's fixed cost per call (the dispatcher, a fresh output, the
-// copy) outweighed its faster kernel there: whole LSTM training steps (T = 35, B = 20, one layer)
-// on that EPYC took 15.5 against 14.2 ms at H = 200 (3.2M multiply-adds a product), 109 against
-// 120 ms at H = 650 (34M), and 2.60 against 2.85 s at B = 80, H = 1150 (T = 70; 423M).
+// With AVX-512 from kOneDnnMinAvx512 multiply-adds: the step's product at B = 20, H = 200 took
+// 68 us through MKL against 45 us through oneDNN on plain rows and 33 us on the reordered weight,
+// at H = 650 583 against 239 (171) us, at B = 80, H = 1150 5.4 against 2.5 (2.1) ms. On other AMD
+// CPUs (one measured: the Zen EPYC with AVX2 above) from 2^23 multiply-adds: below that oneDNN's
+// fixed cost per call (the dispatcher, a fresh output, the copy) outweighed its faster kernel
+// there: whole LSTM training steps (T = 35, B = 20, one layer) on that EPYC took 15.5 against
+// 14.2 ms at H = 200 (3.2M multiply-adds a product), 109 against 120 ms at H = 650 (34M), and 2.60
+// against 2.85 s at B = 80, H = 1150 (T = 70; 423M).
 inline bool prefer_onednn(int64_t m, int64_t n, int64_t k) {
   const int64_t macs = m * n * k;
   return amd_cpu() && macs >= (amd_avx512() ? kOneDnnMinAvx512 : int64_t{1} << 23);

@@ -108,6 +108,7 @@ std::vector<std::string> gemm_routes() {
   }
   if (onednn_usable()) out.push_back("onednn_mm");
   if (kHaveBrgemm && onednn_usable()) out.push_back("brgemm");
+  if (kHaveBrgemm && onednn_usable() && brgemm_bf16_runs()) out.push_back("brgemm_bf16");
   return out;
 }
 
@@ -131,7 +132,8 @@ bool onednn_mm_probe(int64_t m, int64_t n, int64_t k) { return prefer_onednn_mm(
 
 // brgemm_nn (brgemm.h) on operands prepared as RecGemm prepares them, into out in place, so that
 // the benchmark times the product alone: a (m, k) and b (k, n) float rows, or a bf16 rows and b
-// in VNNI layout (k / 2, n, 2) as vnni returns it; out (m, n) float rows.
+// in VNNI layout (k / 2, n, 2) as vnni returns it (where gemm_routes lists brgemm_bf16); out
+// (m, n) float rows.
 void brgemm_probe(const at::Tensor& a, const at::Tensor& b, at::Tensor& out, bool accumulate) {
   TORCH_CHECK(kHaveBrgemm && onednn_usable(), "brgemm: this torch has no brgemm");
   TORCH_CHECK(a.dim() == 2 && a.is_contiguous() && b.is_contiguous() && out.is_contiguous() &&
@@ -144,16 +146,21 @@ void brgemm_probe(const at::Tensor& a, const at::Tensor& b, at::Tensor& out, boo
     brgemm_nn(m, n, k, a.data_ptr<float>(), b.data_ptr<float>(), accumulate, out.data_ptr<float>());
     return;
   }
-  TORCH_CHECK(a.scalar_type() == at::kBFloat16 && b.scalar_type() == at::kBFloat16 && b.dim() == 3 &&
-                  k % 2 == 0 && b.size(0) == k / 2 && b.size(1) == n && b.size(2) == 2,
+  TORCH_CHECK(a.scalar_type() == at::kBFloat16 && b.scalar_type() == at::kBFloat16 &&
+                  b.dim() == 3 && k % 2 == 0 && b.size(0) == k / 2 && b.size(1) == n &&
+                  b.size(2) == 2,
               "brgemm: bf16 a (m, k), k even, with b (k / 2, n, 2) from vnni");
+  TORCH_CHECK(brgemm_bf16_runs(), "brgemm: oneDNN generates no bf16 micro-kernel on this CPU");
   brgemm_nn(m, n, k, a.data_ptr<at::BFloat16>(), b.data_ptr<at::BFloat16>(), accumulate,
             out.data_ptr<float>());
 }
 
-at::Tensor vnni_probe(const at::Tensor& b) {
-  TORCH_CHECK(b.dim() == 2 && b.size(0) % 2 == 0, "vnni: b (k, n) with k even");
-  return vnni_bf16(b, false);
+// vnni_bf16 (brgemm.h): b (k, n) float rows, or (b_is_t, as the forward hands W_hh over) b^T's
+// (n, k) rows; k even.
+at::Tensor vnni_probe(const at::Tensor& b, bool b_is_t) {
+  TORCH_CHECK(b.dim() == 2 && b.scalar_type() == at::kFloat && b.size(b_is_t ? 1 : 0) % 2 == 0,
+              "vnni: float b (k, n), or b^T (n, k) with b_is_t, k even");
+  return vnni_bf16(b, b_is_t);
 }
 
 }  // namespace
@@ -170,6 +177,7 @@ TORCH_LIBRARY_FRAGMENT(rnnreg_fast, m) {
   m.def("transpose(Tensor w, bool vector) -> Tensor", &rnnreg_fast::transpose_probe);
   m.def("transpose_vector() -> bool", &rnnreg_fast::transpose_vector_probe);
   m.def("onednn_mm(int m, int n, int k) -> bool", &rnnreg_fast::onednn_mm_probe);
-  m.def("brgemm(Tensor a, Tensor b, Tensor(a!) out, bool accumulate) -> ()", &rnnreg_fast::brgemm_probe);
-  m.def("vnni(Tensor b) -> Tensor", &rnnreg_fast::vnni_probe);
+  m.def("brgemm(Tensor a, Tensor b, Tensor(a!) out, bool accumulate) -> ()",
+        &rnnreg_fast::brgemm_probe);
+  m.def("vnni(Tensor b, bool b_is_t=False) -> Tensor", &rnnreg_fast::vnni_probe);
 }

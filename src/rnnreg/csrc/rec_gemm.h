@@ -24,13 +24,13 @@ using at::Tensor;
 
 // Recurrent products, row-major with the batch as rows: forward R_t = h_in @ W_hh^T (B, GH),
 // backward D_t = dG_t @ W_hh (B, H), the weight operand prepared once per call: in bf16 for bf16
-// products, else as dense rows for oneDNN's micro-kernel where prefer_brgemm asks, else in
-// oneDNN's layout where prefer_onednn asks, else MKL's packed layout where prefer_packed asks,
-// else W_hh^T made contiguous for the forward (the Fortran BLAS). On the
-// 2-core Xeon (Sapphire Rapids) of 2026-12-01, MKL took 26 us for the B = 20, H = 200 forward
-// product in this orientation against 45 us transposed (W_hh @ h_in^T, which the Zen 1 CPU
-// measured earlier preferred), and 39 us against 59 us for the backward one; the pointwise
-// passes then read R / D with unit stride, so their loops vectorize without gathers.
+// products (in VNNI layout where prefer_brgemm asks), else as dense rows for oneDNN's micro-kernel
+// where prefer_brgemm asks, else in oneDNN's layout where prefer_onednn asks, else MKL's packed
+// layout where prefer_packed asks, else W_hh^T made contiguous for the forward (the Fortran BLAS).
+// On the 2-core Xeon (Sapphire Rapids) of 2026-12-01, MKL took 26 us for the B = 20, H = 200
+// forward product in this orientation against 45 us transposed (W_hh @ h_in^T, which the Zen 1 CPU
+// measured earlier preferred), and 39 us against 59 us for the backward one; the pointwise passes
+// then read R / D with unit stride, so their loops vectorize without gathers.
 struct RecGemm {
   Tensor w;        // forward: W_hh^T (H, GH); backward: W_hh (GH, H); the blas and brgemm routes
   bool brgemm = false;  // the products through oneDNN's micro-kernel (brgemm.h)
