@@ -16,8 +16,8 @@ warm-up (a slow block measures the neighbours on a shared machine).
   on bf16 operands (oneDNN; what csrc/onednn.h's gemm_bf16 calls), and, where this torch has it,
   oneDNN's brgemm micro-kernel as csrc/brgemm.h calls it, on float rows and (where oneDNN
   generates its bf16 kernel) on bf16 operands with the weight in VNNI layout (float32 out); then
-  the weight's preparation: the reorder, and the VNNI layout built from W_hh. Shapes: a step's product and
-  the all-step ones of the layer benchmark.
+  the weight's preparation: the reorder, and the VNNI layout built from W_hh (the forward's).
+  Shapes: a step's product and the all-step ones of the layer benchmark.
 - "transpose": csrc/transpose.h's vector kernel, its scalar twin, and w.t().contiguous().
 - "dispatch": one T = B = 1, H = 4 LSTM forward + backward through the registered op
   (torch.ops.rnnreg.lstm_forward) and through the eager route (kernels/fast_eager.py).
@@ -72,7 +72,8 @@ def products(out, quick: bool) -> None:
             times["brgemm"] = fastest_us(lambda: native_ops().brgemm(a, b, c, False), reps)
         if "brgemm_bf16" in routes:  # its bf16 kernel, with the weight in VNNI layout
             packed = native_ops().vnni(b)
-            times["brgemm bf16"] = fastest_us(lambda: native_ops().brgemm(ab, packed, c, False), reps)
+            brgemm = native_ops().brgemm
+            times["brgemm bf16"] = fastest_us(lambda: brgemm(ab, packed, c, False), reps)
         for what, us in times.items():
             gflops = round(2 * m * k * n / us / 1e3, 1)
             emit(out, "products", case, what, us, shape=[m, k, n], gflops=gflops)

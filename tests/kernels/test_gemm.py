@@ -78,8 +78,8 @@ def _cpu():
 @pytest.mark.parametrize("accumulate", [False, True], ids=["set", "add"])
 def test_the_brgemm_route_at_its_block_edges(m, k, n, accumulate):
     # brgemm_nn (csrc/brgemm.h) splits the columns into blocks of 64 (a ragged last one) and, from
-    # k > 1024, k into even chunks of at most 512 accumulated in place (1026: 342 x 3); k = 0 must
-    # still set (or keep) c.
+    # k > 1024, k into chunks of 512 accumulated in place, the remainder last (1026: 512, 512, 2;
+    # 1500: 512, 512, 476); k = 0 must still set (or keep) c.
     if "brgemm" not in torch.ops.rnnreg_fast.gemm_routes():
         pytest.skip("this torch has no float brgemm")
     g = torch.Generator().manual_seed(2)
@@ -97,7 +97,7 @@ def test_the_bf16_brgemm_reads_its_vnni_weight_right(m, k, n, accumulate):
     # pairs interleaved; the forward builds it from W_hh, b^T's rows, by a transpose of bf16 pairs).
     # The product of the bf16-rounded operands accumulates in float32, so it must match float64 on
     # the same rounded values to float32's accuracy: a misplaced pair would be off by O(1). k = 1030
-    # splits into chunks of 344, 344 and 342 (each even: a chunk of 343 would split a pair).
+    # runs as chunks of 512, 512 and 6 (each even, so no pair is split).
     if "brgemm_bf16" not in torch.ops.rnnreg_fast.gemm_routes():
         pytest.skip("no bf16 brgemm here (this torch, or oneDNN on this CPU)")
     g = torch.Generator().manual_seed(3)
@@ -115,6 +115,17 @@ def test_the_bf16_brgemm_reads_its_vnni_weight_right(m, k, n, accumulate):
         torch.ops.rnnreg_fast.vnni(b[:1])
     with pytest.raises(RuntimeError, match="k even"):
         torch.ops.rnnreg_fast.vnni(b[:1].t().contiguous(), True)
+
+
+@pytest.mark.parametrize("k,n", [(2, 1), (4, 0), (0, 5), (0, 0), (2, 3)])
+def test_the_vnni_layout_at_degenerate_shapes(k, n):
+    # Both orientations of vnni_bf16 agree with the layout built in torch, empty and size-1
+    # dimensions included (the forward's view of bf16 pairs as float needs dense rows).
+    b = torch.randn(k, n)
+    expected = b.bfloat16().reshape(k // 2, 2, n).transpose(1, 2)
+    assert torch.equal(torch.ops.rnnreg_fast.vnni(b), expected)
+    assert torch.equal(torch.ops.rnnreg_fast.vnni(b.t().contiguous(), True), expected)
+    assert torch.equal(torch.ops.rnnreg_fast.vnni(b.t(), True), expected)  # a strided view
 
 
 _CAPPED = """
@@ -135,9 +146,12 @@ def test_bf16_products_fall_back_where_onednn_generates_no_bf16_kernel():
     # torch offers the bf16 micro-kernel wherever oneDNN finds AVX-512, but oneDNN generates it
     # only with AVX512_BF16 or AMX: under ONEDNN_MAX_CPU_ISA=AVX512_CORE (as on an AVX-512 CPU
     # without bf16, or an AVX2 one) the bf16 route raised inside the step loop. brgemm_bf16_runs
-    # (csrc/brgemm.h) tries it once; the products then take torch.mm on bf16 instead.
+    # (csrc/brgemm.h) tries it once; the products then take torch.mm on bf16 instead. (Before the
+    # probe the route was for AMD CPUs with AVX-512 only, so this failed there; it now guards every
+    # AVX-512 CPU.)
     env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX512_CORE")
-    done = subprocess.run([sys.executable, "-c", _CAPPED], env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", _CAPPED], env=env, capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
 
 
@@ -163,6 +177,7 @@ def test_the_step_route_follows_the_cpu():
         assert route(80, 1150) == ("onednn" if amd and onednn else mkl)  # 5.3M weight
         assert route(80, 1150, True) == (bf16 if amd and avx512 else "bf16")
         assert route(20, 200, True) == bf16
+        assert route(20, 650, True) == bf16  # a 1.7M-element weight, under 2^21
         # an odd hidden size: the forward's k = H is odd, the backward's k = 4H even
         assert route(20, 201, True) == (bf16 if backward else "bf16")
 

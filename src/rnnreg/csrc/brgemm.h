@@ -13,9 +13,11 @@
 // Xeon with AMX, see kBrgemmMaxWeight.
 #pragma once
 
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/native/CPUBlas.h>
+#include <ATen/ops/empty.h>
 #include <c10/util/BFloat16.h>
 
 #include <algorithm>
@@ -52,22 +54,24 @@ constexpr bool kHaveBrgemm = false;
 // on bf16 (gemm_bf16) instead, except bf16 ones on AMD CPUs: with a weight far beyond L2, oneDNN's
 // own primitives block it better. Float on the Zen 5 EPYC: at AWD-LSTM's B = 80, H = 1150 (5.3M
 // elements) the micro-kernel took 2.60 against 2.22 ms for OneDnnB, at the medium size's H = 650
-// (1.7M) about as long (the kernel-parts results file above). bf16 on the Zen 5 EPYC: 1.16 against
-// 1.53 ms (torch.mm on bf16) at B = 80, H = 1150 (one-off). bf16 on the 2-core Xeon (Sapphire
+// (1.7M) about as long (the kernel-parts results file above). bf16 on the Zen 5 EPYC, same file:
+// 1.16 against 1.53 ms (torch.mm on bf16) at B = 80, H = 1150. bf16 on the 2-core Xeon (Sapphire
 // Rapids, AMX) of 2026-12-03 (benchmarks/results/2026-12-03-kernel-parts-xeon-spr-2core.jsonl):
-// 7.7 against 27.5 us at B = 20, H = 200, 70 against 146 us at H = 650, 830 against 794 us at
-// B = 80, H = 1150, where the stepwise bf16 LSTM trained at 1.17x torch.nn.LSTM's speed with the
-// micro-kernel (2026-12-03-layers-xeon-spr-2core-bf16-every-size.jsonl beside it) and 1.27-1.36x
-// without (2026-12-03-layers-xeon-spr-2core.jsonl, ...-awd-bf16.jsonl): with the products level,
-// building the VNNI layout (1.6 ms a call at that size, "vnni pack") tips it. Float products on
-// that Xeon stay with MKL (22.6 against 26.0 us at B = 20, H = 200).
+// 7.7 against 27.5 us at B = 20, H = 200, 70 against 146 us at H = 650, but 830 against 794 us at
+// B = 80, H = 1150, and the stepwise bf16 LSTM there trained at the same speed either way (5043
+// against 5047 tokens/s, 2026-12-03-layers-xeon-spr-2core-bf16-every-size.jsonl and
+// ...-layers-xeon-spr-2core.jsonl beside it): nothing gained for the VNNI copy of the weight (1.6
+// ms a call to build at that size, "vnni pack"). Float products on that Xeon stay with MKL (22.6
+// against 26.0 us at B = 20, H = 200).
 constexpr int64_t kBrgemmMaxWeight = int64_t{1} << 21;
 
 // Whether oneDNN generates the bf16 micro-kernel here. torch offers it wherever oneDNN finds
 // AVX-512, but oneDNN generates it only with AVX512_BF16 or AMX, and not where ONEDNN_MAX_CPU_ISA
-// caps it below those: a 1 x 1 x 2 product, tried once, tells. Ask only where onednn_usable().
+// caps it below those: a 1 x 1 x 2 product, tried once, tells. Tried only while torch's oneDNN
+// is turned on (off, torch refuses the product, and the answer would stick).
 inline bool brgemm_bf16_runs() {
 #if defined(CPUBLAS_BRGEMM_F32F32F32) && RR_X86
+  if (!at::globalContext().userEnabledMkldnn()) return false;
   static const bool runs = [] {
     try {
       // a (1, 2) = [1, 2], b (2, 1) = [3, 4] (VNNI: its one row pair (1, 1, 2)), a b = 11.
@@ -165,7 +169,12 @@ inline at::Tensor vnni_bf16(const at::Tensor& b_rows, bool b_is_t) {
   }
   // b^T's rows (n, k) in bf16 are (n, k / 2) pairs, each pair 32 bits: the VNNI layout is their
   // transpose, which transposed() does for float (its vector kernel moves bits unchanged).
-  const at::Tensor pairs = b_rows.to(at::kBFloat16).contiguous().view(at::kFloat);  // (n, k / 2)
+  const int64_t n = b_rows.size(0), k = b_rows.size(1);
+  const auto bf16 = b_rows.options().dtype(at::kBFloat16);
+  if (n == 0 || k == 0) return at::empty({k / 2, n, 2}, bf16);
+  // Dense (n, k) rows made here: .to() would keep the odd strides of a size-1 dimension, which
+  // the view as float refuses.
+  const at::Tensor pairs = at::empty({n, k}, bf16).copy_(b_rows).view(at::kFloat);  // (n, k / 2)
   const at::Tensor t = transposed(pairs);  // (k / 2, n), each element a bf16 pair
   return t.view(at::kBFloat16).view({t.size(0), t.size(1), 2});  // (k / 2, n, 2)
 }
