@@ -67,13 +67,13 @@ def products(out, quick: bool) -> None:
         times["onednn reordered"] = fastest_us(lambda: linear(a, wr, None, "none", [None], ""), reps)
         ab, bb = a.bfloat16(), b.bfloat16()
         times["torch.mm bf16"] = fastest_us(lambda: torch.mm(ab, bb), reps)
-        routes, c = native_ops().gemm_routes(), torch.empty(m, n)
+        ops, c = native_ops(), torch.empty(m, n)
+        routes = ops.gemm_routes()
         if "brgemm" in routes:  # oneDNN's micro-kernel, as csrc/brgemm.h calls it
-            times["brgemm"] = fastest_us(lambda: native_ops().brgemm(a, b, c, False), reps)
+            times["brgemm"] = fastest_us(lambda: ops.brgemm(a, b, c, False), reps)
         if "brgemm_bf16" in routes:  # its bf16 kernel, with the weight in VNNI layout
-            packed = native_ops().vnni(b)
-            brgemm = native_ops().brgemm
-            times["brgemm bf16"] = fastest_us(lambda: brgemm(ab, packed, c, False), reps)
+            packed = ops.vnni(b)
+            times["brgemm bf16"] = fastest_us(lambda: ops.brgemm(ab, packed, c, False), reps)
         for what, us in times.items():
             gflops = round(2 * m * k * n / us / 1e3, 1)
             emit(out, "products", case, what, us, shape=[m, k, n], gflops=gflops)
@@ -81,7 +81,7 @@ def products(out, quick: bool) -> None:
         # the forward builds from W_hh (b^T's rows).
         emit(out, "products", case, "reorder", fastest_us(lambda: reorder(w, m), reps), shape=[m, k, n])
         if "brgemm_bf16" in routes:
-            vnni_us = fastest_us(lambda: native_ops().vnni(w, True), reps)
+            vnni_us = fastest_us(lambda: ops.vnni(w, True), reps)
             emit(out, "products", case, "vnni pack", vnni_us, shape=[m, k, n])
 
 

@@ -9,11 +9,10 @@ operands with leading dimensions wider than their rows (the recurrences hand the
 of larger buffers).
 """
 
-from pathlib import Path
-
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -164,7 +163,7 @@ def test_the_step_route_follows_the_cpu():
     amd, avx512 = _cpu()
     routes = torch.ops.rnnreg_fast.gemm_routes()
     onednn, brgemm = "onednn" in routes, amd and avx512 and "brgemm" in routes
-    bf16 = "bf16_brgemm" if "brgemm_bf16" in routes else "bf16"
+    bf16_route = "bf16_brgemm" if "brgemm_bf16" in routes else "bf16"
     mkl = "blas" if amd or "packed" not in routes else "packed"
     for backward in (False, True):
         route = lambda batch, hidden, bf16=False: torch.ops.rnnreg_fast.step_route(  # noqa: E731
@@ -175,11 +174,11 @@ def test_the_step_route_follows_the_cpu():
         medium = "onednn" if amd and onednn else mkl  # 34M multiply-adds
         assert route(20, 650) == ("brgemm" if brgemm else medium)
         assert route(80, 1150) == ("onednn" if amd and onednn else mkl)  # 5.3M weight
-        assert route(80, 1150, True) == (bf16 if amd and avx512 else "bf16")
-        assert route(20, 200, True) == bf16
-        assert route(20, 650, True) == bf16  # a 1.7M-element weight, under 2^21
+        assert route(80, 1150, True) == (bf16_route if amd and avx512 else "bf16")
+        assert route(20, 200, True) == bf16_route
+        assert route(20, 650, True) == bf16_route  # a 1.7M-element weight, under 2^21
         # an odd hidden size: the forward's k = H is odd, the backward's k = 4H even
-        assert route(20, 201, True) == (bf16 if backward else "bf16")
+        assert route(20, 201, True) == (bf16_route if backward else "bf16")
 
 
 def test_the_all_step_products_take_onednn_on_amd_cpus_with_avx512():

@@ -142,41 +142,47 @@ void brgemm_nn(int64_t m, int64_t n, int64_t k, const T* a, const T* b, bool acc
 #endif
 }
 
-// b (k, n) float rows (b_is_t: given as b^T's (n, k) rows), rounded to bf16 in the micro-kernel's
-// VNNI layout (k / 2, n, 2): the two rows of each pair interleaved, element (d, j) at
-// (d / 2, j, d % 2). k must be even.
-inline at::Tensor vnni_bf16(const at::Tensor& b_rows, bool b_is_t) {
-  if (!b_is_t) {
-    // One pass: rows 2p and 2p + 1 rounded and interleaved into pair row p.
-    const at::Tensor b = b_rows.contiguous();  // (k, n)
-    const int64_t k = b.size(0), n = b.size(1);
-    at::Tensor out = at::empty({k / 2, n, 2}, b.options().dtype(at::kBFloat16));
-    const float* src = b.data_ptr<float>();
-    at::BFloat16* dst = out.data_ptr<at::BFloat16>();
-    at::parallel_for(0, k / 2, std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(n, 1)),
-                     [&](int64_t begin, int64_t end) {
-                       for (int64_t p = begin; p < end; ++p) {
-                         const float *even = src + 2 * p * n, *odd = even + n;
-                         at::BFloat16* row = dst + 2 * p * n;
-                         RR_IVDEP
-                         for (int64_t j = 0; j < n; ++j) {
-                           row[2 * j] = at::BFloat16(even[j]);
-                           row[2 * j + 1] = at::BFloat16(odd[j]);
-                         }
-                       }
-                     });
-    return out;
-  }
-  // b^T's rows (n, k) in bf16 are (n, k / 2) pairs, each pair 32 bits: the VNNI layout is their
-  // transpose, which transposed() does for float (its vector kernel moves bits unchanged).
-  const int64_t n = b_rows.size(0), k = b_rows.size(1);
-  const auto bf16 = b_rows.options().dtype(at::kBFloat16);
+// b (k, n) float rows rounded to bf16 in the micro-kernel's VNNI layout (k / 2, n, 2), in one
+// pass: rows 2p and 2p + 1 interleaved into pair row p. k must be even.
+inline at::Tensor vnni_from_rows(const at::Tensor& b_rows) {
+  const at::Tensor b = b_rows.contiguous();  // (k, n)
+  const int64_t k = b.size(0), n = b.size(1);
+  at::Tensor out = at::empty({k / 2, n, 2}, b.options().dtype(at::kBFloat16));
+  const float* src = b.data_ptr<float>();
+  at::BFloat16* dst = out.data_ptr<at::BFloat16>();
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(n, 1));
+  at::parallel_for(0, k / 2, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const float *even = src + 2 * p * n, *odd = even + n;
+      at::BFloat16* row = dst + 2 * p * n;
+      RR_IVDEP
+      for (int64_t j = 0; j < n; ++j) {
+        row[2 * j] = at::BFloat16(even[j]);
+        row[2 * j + 1] = at::BFloat16(odd[j]);
+      }
+    }
+  });
+  return out;
+}
+
+// The same layout from b^T's (n, k) rows, as the forward hands W_hh over: in bf16 those rows are
+// (n, k / 2) pairs of 32 bits each, and the VNNI layout is their transpose, which transposed()
+// does for float (its vector kernel moves bits unchanged).
+inline at::Tensor vnni_from_t(const at::Tensor& bt_rows) {
+  const int64_t n = bt_rows.size(0), k = bt_rows.size(1);
+  const auto bf16 = bt_rows.options().dtype(at::kBFloat16);
   if (n == 0 || k == 0) return at::empty({k / 2, n, 2}, bf16);
   // Dense (n, k) rows made here: .to() would keep the odd strides of a size-1 dimension, which
   // the view as float refuses.
-  const at::Tensor pairs = at::empty({n, k}, bf16).copy_(b_rows).view(at::kFloat);  // (n, k / 2)
+  const at::Tensor pairs = at::empty({n, k}, bf16).copy_(bt_rows).view(at::kFloat);  // (n, k / 2)
   const at::Tensor t = transposed(pairs);  // (k / 2, n), each element a bf16 pair
   return t.view(at::kBFloat16).view({t.size(0), t.size(1), 2});  // (k / 2, n, 2)
+}
+
+// b (k, n) float rows (b_is_t: given as b^T's (n, k) rows) in the micro-kernel's bf16 VNNI layout
+// (k / 2, n, 2): element (d, j) at (d / 2, j, d % 2). k must be even.
+inline at::Tensor vnni_bf16(const at::Tensor& b_rows, bool b_is_t) {
+  return b_is_t ? vnni_from_t(b_rows) : vnni_from_rows(b_rows);
 }
 
 }  // namespace
