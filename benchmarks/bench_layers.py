@@ -1,23 +1,24 @@
 """Forward + backward throughput of rnnreg's recurrent stacks, as a ratio to torch.nn's.
 
-Each (size, configuration) pair is measured against a plain torch.nn.LSTM (or torch.nn.GRU) stack of
-the same sizes in the same run: both are warmed up, then every repeat times the baseline and the
-candidate back to back (alternating which goes first), and the reported ratio is the median of the
-per-repeat ratios. stdout carries one JSON line per pair and nothing else; progress goes to stderr.
+Each (size, configuration) pair is measured against a plain torch.nn.LSTM (or torch.nn.GRU, or
+torch.nn.RNN) stack of the same sizes in the same run: both are warmed up, then every repeat times
+the baseline and the candidate back to back (alternating which goes first), and the reported ratio
+is the median of the per-repeat ratios. stdout carries one JSON line per pair and nothing else;
+progress goes to stderr.
 
     python benchmarks/bench_layers.py                       # everything (minutes on 2 cores)
     python benchmarks/bench_layers.py --quick               # smoke run with tiny sizes (seconds)
     python benchmarks/bench_layers.py --sizes small --configs fused,zoneout --threads 1
 
 The *_bf16 configurations run both contenders' forward under torch.autocast("cpu", bfloat16) (the
-backward follows the forward's dtypes); rnnreg's stepwise LSTM kernel computes in float32 inside,
-with bf16 matrix products on a CPU with native bf16 (kernels/precision.py). They are skipped, with
-a note, where torch.nn.LSTM itself fails under CPU bf16 autocast (oneDNN has no bf16 LSTM on some
-CPUs, AVX2-only ones): there is no baseline to compare with. Every line carries the machine's
-float32 matmul peak (``peak_gflops``, the faster of torch.mm and torch's oneDNN inner product,
-named in ``peak_by``; measured at start and also logged as a header line on stderr);
-``peak_fraction`` is the matmul FLOP rate over that float32 peak for every row, bf16 ones
-included.
+backward follows the forward's dtypes); rnnreg's stepwise LSTM, GRU and Elman kernels compute in
+float32 inside, with bf16 matrix products on a CPU with native bf16 (kernels/precision.py). The
+LSTM ones are skipped, with a note, where torch.nn.LSTM itself fails under CPU bf16 autocast
+(oneDNN has no bf16 LSTM on some CPUs, AVX2-only ones): there is no baseline to compare with.
+Every line carries the machine's float32 matmul peak (``peak_gflops``, the faster of torch.mm and
+torch's oneDNN inner product, named in ``peak_by``; measured at start and also logged as a header
+line on stderr); ``peak_fraction`` is the matmul FLOP rate over that float32 peak for every row,
+bf16 ones included.
 
 The regularized fused configurations (weight drop, locked dropout, AR/TAR, weight noise) are also
 timed against a plain-PyTorch twin doing the same regularization (torch_regularized.py), in the
@@ -43,7 +44,7 @@ from rnnreg.kernels.precision import onednn_bf16_lstm
 from rnnreg.penalties import ar, norm_stabilizer, tar
 from torch_regularized import TorchRegularizedLSTM, twin_step
 
-GATES = {"lstm": 4, "gru": 3}
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 AWD_DROPOUTS = {"input_p": 0.4, "hidden_p": 0.25, "output_p": 0.4}  # AWD-LSTM's dropouti/h/dropout
 
 
@@ -98,9 +99,13 @@ CONFIGS = [
     Config("gru_stepwise", cell="gru", layer=STEPWISE),
     Config("fused_bf16", layer=FUSED, autocast=torch.bfloat16),
     Config("stepwise_bf16", layer=STEPWISE, autocast=torch.bfloat16),
+    Config("gru_stepwise_bf16", cell="gru", layer=STEPWISE, autocast=torch.bfloat16),
+    Config("rnn_fused", cell="rnn", layer=FUSED),
+    Config("rnn_stepwise", cell="rnn", layer=STEPWISE),
+    Config("rnn_stepwise_bf16", cell="rnn", layer=STEPWISE, autocast=torch.bfloat16),
 ]
-BASELINES = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
-CANDIDATES = {"lstm": rnnreg.LSTM, "gru": rnnreg.GRU}
+BASELINES = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}
+CANDIDATES = {"lstm": rnnreg.LSTM, "gru": rnnreg.GRU, "rnn": rnnreg.RNN}
 
 
 def log(msg: str) -> None:

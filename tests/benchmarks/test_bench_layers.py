@@ -41,12 +41,12 @@ def test_quick_run_prints_json_lines():
         assert row["peak_by"] in ("torch.mm", "onednn"), row
         assert row["threads"] == 1 and row["quick"] is True, row
         assert row["autocast"] == ("bfloat16" if row["config"].endswith("_bf16") else None), row
-        assert row["baseline"] == {"lstm": "torch.nn.LSTM", "gru": "torch.nn.GRU"}[row["cell"]], row
+        assert row["baseline"] == {"lstm": "torch.nn.LSTM", "gru": "torch.nn.GRU", "rnn": "torch.nn.RNN"}[row["cell"]], row
     # The fused configurations never need the C++ kernel, so they are always there, at every size;
     # the bf16 ones only where torch.nn.LSTM itself runs under CPU bf16 autocast (the baseline).
     bf16 = _torch_lstm_runs_under_bf16_autocast()
     assert ("torch.nn.LSTM fails under torch.bfloat16" in done.stderr) != bf16
-    fused_configs = ("fused", "awd_all", "gru_fused") + (("fused_bf16",) if bf16 else ())
+    fused_configs = ("fused", "awd_all", "gru_fused", "rnn_fused") + (("fused_bf16",) if bf16 else ())
     fused = {(r["size"], r["config"]) for r in rows if r["config"] in fused_configs}
     assert fused == {(s, c) for s in ("small", "medium", "awd") for c in fused_configs}
     # The plain-PyTorch twin runs exactly for the regularized fused LSTM configurations.

@@ -66,6 +66,24 @@ def test_rnn_op_passes_opcheck(act):
     _opcheck(torch.ops.rnnreg.rnn_forward.default, (x, h0, *w, rec, keep_h, act, 0.1, True))
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_the_ops_pass_opcheck_with_bf16_products(cell):
+    # float32 operands, so that on a native-bf16 CPU the bf16 products are taken (float64 ignores
+    # the flag): the fake kernels and the autograd formula must hold for that route too.
+    torch.manual_seed(0)
+    f = lambda *shape: torch.randn(*shape, requires_grad=True)  # noqa: E731
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    x, states, w = f(T, B, I), [f(B, H) for _ in range(2 if cell == "lstm" else 1)], [f(G * H, I), f(G * H, H)]
+    rec, keep_h, keep_c, upd = (m.float() for m in _masks(True))
+    if cell == "lstm":
+        args = (x, *states, *w, None, None, f(3 * H), rec, keep_h, keep_c, upd, True, True)
+    elif cell == "gru":
+        args = (x, *states, *w, f(G * H), f(G * H), rec, keep_h, upd, True, True)
+    else:
+        args = (x, *states, *w, f(H), None, rec, keep_h, 0, 1.0, True, True)
+    _opcheck(getattr(torch.ops.rnnreg, f"{cell}_forward").default, args)
+
+
 def test_mask_ops_pass_opcheck():
     seed = torch.tensor([123], dtype=torch.int64)
     _opcheck(torch.ops.rnnreg.dropout_mask.default, (seed, torch.empty(()).expand(T, B, H), 0.3))

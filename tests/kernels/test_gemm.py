@@ -133,11 +133,12 @@ from rnnreg.kernels.build import native_ops
 ops = native_ops()
 assert "brgemm_bf16" not in ops.gemm_routes(), ops.gemm_routes()
 assert ops.step_route(20, 200, 4, False, True) == "bf16", ops.step_route(20, 200, 4, False, True)
-layer = rnnreg.LSTM(8, 16, zoneout_h_p=0.1)
-with torch.autocast("cpu", dtype=torch.bfloat16):
-    out, _ = layer(torch.randn(5, 3, 8))
-out.float().sum().backward()
-assert torch.isfinite(layer.weight_hh_l0.grad).all()
+for cls in (rnnreg.LSTM, rnnreg.GRU, rnnreg.RNN):
+    layer = cls(8, 16, zoneout_h_p=0.1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = layer(torch.randn(5, 3, 8))
+    out.float().sum().backward()
+    assert torch.isfinite(layer.weight_hh_l0.grad).all()
 """
 
 

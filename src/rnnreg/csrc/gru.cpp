@@ -145,13 +145,14 @@ using GruBwdK = Kernel<T, GruBwdP<T>, &gru_bwd_k<T>>;
 std::vector<Tensor> gru_fwd(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
                             const Tensor& w_hh, const OptT& b_ih, const OptT& b_hh,
                             const OptT& rec_mask, const OptT& keep_h, const OptT& upd_mask,
-                            bool train) {
+                            bool train, bool bf16) {
   check_inputs(x, w_ih, w_hh, 3);
   const int64_t T = x.size(0), B = x.size(1), H = w_hh.size(1), BH = B * H;
   const auto opt = x.options();
-  Tensor gates = project(x, w_ih);  // (T, B, 3H)
+  bf16 = bf16 && x.scalar_type() == at::kFloat;  // bf16 products: float32 operands only
+  Tensor gates = project(x, w_ih, bf16);  // (T, B, 3H)
   Tensor hs = at::empty({T, B, H}, opt);
-  const RecGemm rg(w_hh, B, false);
+  const RecGemm rg(w_hh, B, false, bf16);
   Tensor hw = at::empty({B, 3 * H}, opt);  // h_in @ W_hh^T of the current step
   Tensor hn = train ? at::empty({T, B, H}, opt) : Tensor();
   const bool rec = has(rec_mask);
@@ -202,14 +203,17 @@ std::vector<Tensor> gru_bwd(const OptT& dhs, const Tensor& x, const Tensor& h0,
                             const Tensor& w_ih, const Tensor& w_hh, const OptT& rec_mask,
                             const OptT& keep_h, const OptT& upd_mask, const Tensor& hs,
                             const Tensor& gates, const Tensor& hn, const Tensor& hin,
-                            int64_t needs) {
+                            int64_t needs, bool bf16) {
   const int64_t T = x.size(0), B = x.size(1), H = w_hh.size(1), BH = B * H;
   const auto opt = x.options();
   const bool rec = has(rec_mask);
   Tensor dgx = at::empty({T, B, 3 * H}, opt), dgh = at::empty({T, B, 3 * H}, opt);
   Tensor dhd = at::zeros({B, H}, opt);
   Tensor dhr = at::zeros({B, H}, opt);  // dG_h,{t+1} @ W_hh, zero for the last step
-  const RecGemm rg(w_hh, B, true);
+  const RecGemm rg(w_hh, B, true, bf16);
+  // With bf16 products each step's hidden-side dG_h,t is kept rounded to bf16 (T, B, 3H), as the
+  // step's product reads it, and dW_hh is a product of that copy (the LSTM's way, lstm.cpp).
+  Tensor dghb = rg.bf16() ? at::empty({T, B, 3 * H}, opt.dtype(at::kBFloat16)) : Tensor();
   const OptT dhu = dense(dhs);
   Neutral nz(H, opt);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnreg_gru_bwd", [&] {
@@ -240,18 +244,31 @@ std::vector<Tensor> gru_bwd(const OptT& dhs, const Tensor& x, const Tensor& h0,
       p.dgx = dgx.data_ptr<scalar_t>() + t * 3 * BH;
       p.dgh = dgh.data_ptr<scalar_t>() + t * 3 * BH;
       run_pointwise<GruBwdK<scalar_t>>(p, BH, kStepGrain);
-      if (t > 0 || (needs & kH0)) rg.run(p.dgh, dhr.data_ptr<scalar_t>(), false);
+      at::BFloat16* keep = dghb.defined() ? dghb.data_ptr<at::BFloat16>() + t * 3 * BH : nullptr;
+      if (t > 0 || (needs & kH0)) {
+        rg.run(p.dgh, dhr.data_ptr<scalar_t>(), false, keep);
+      } else if (keep != nullptr) {  // set for float32 operands only, so dgh is float
+        // No product at t = 0, but dG_h,0 enters dW_hh.
+        rg.round(reinterpret_cast<const float*>(p.dgh), keep);
+      }
     }
   });
   std::vector<Tensor> out(6);
   const Tensor dgx2 = dgx.view({T * B, 3 * H});
   if (needs & kH0) out[1] = rec ? dhd.addcmul_(dhr, *rec_mask) : dhd.add_(dhr);
   const Tensor dgh2 = dgh.view({T * B, 3 * H});
-  if (needs & kWhh) out[3] = grad_w_hh(grad_t(dgh2, H), hin, h0, hs);
+  // The products over all steps take bf16 operands too: dW_hh reads the kept dG_h, and dG_x is
+  // rounded once for both dW_ih and dx.
+  const bool lowp = rg.bf16();
+  if (needs & kWhh) {
+    const Tensor dghw2 = lowp ? dghb.view({T * B, 3 * H}) : dgh2;
+    out[3] = grad_w_hh(grad_t(dghw2, H), hin, h0, hs, lowp);
+  }
   if (needs & kBih) out[4] = col_sums(dgx2);
   if (needs & kBhh) out[5] = col_sums(dgh2);
-  const Tensor dgxt = needs & kWih ? grad_t(dgx2, x.size(2)) : Tensor();
-  grad_inputs(dgx2, dgxt, x, w_ih, needs, out[2], out[0]);
+  const Tensor dgxw2 = lowp && (needs & (kWih | kX)) ? dgx2.to(at::kBFloat16) : dgx2;
+  const Tensor dgxt = needs & kWih ? grad_t(dgxw2, x.size(2)) : Tensor();
+  grad_inputs(dgxw2, dgxt, x, w_ih, needs, out[2], out[0], lowp);
   return with_empties(std::move(out), opt);
 }
 
@@ -262,11 +279,12 @@ std::vector<Tensor> gru_bwd(const OptT& dhs, const Tensor& x, const Tensor& h0,
 TORCH_LIBRARY_FRAGMENT(rnnreg_fast, m) {
   m.def(
       "gru_fwd(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
-      "Tensor? rec_mask, Tensor? keep_h, Tensor? upd_mask, bool train) -> Tensor[]",
+      "Tensor? rec_mask, Tensor? keep_h, Tensor? upd_mask, bool train, bool bf16=False) "
+      "-> Tensor[]",
       &rnnreg_fast::gru_fwd);
   m.def(
       "gru_bwd(Tensor? dhs, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? rec_mask, "
       "Tensor? keep_h, Tensor? upd_mask, Tensor hs, Tensor gates, Tensor hn, Tensor hin, "
-      "int needs) -> Tensor[]",
+      "int needs, bool bf16=False) -> Tensor[]",
       &rnnreg_fast::gru_bwd);
 }

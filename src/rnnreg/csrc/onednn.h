@@ -1,8 +1,8 @@
 // The products that go through torch's own oneDNN ops: the steps' float products where oneDNN's
 // inner product was measured faster than MKL and its micro-kernel (OneDnnB, prefer_onednn), on AMD
 // CPUs with AVX-512 the all-step ones too (prefer_onednn_mm; mm_onednn in recurrence.h), and the
-// bf16 products of the LSTM under CPU bf16 autocast where the micro-kernel does not take them
-// (gemm_bf16). Reached through the dispatcher and ATen, so nothing of oneDNN is linked here.
+// bf16 products of the stepwise kernels under CPU bf16 autocast where the micro-kernel does not
+// take them (gemm_bf16). Reached through the dispatcher and ATen, so nothing of oneDNN is linked here.
 #pragma once
 
 #include <ATen/Context.h>

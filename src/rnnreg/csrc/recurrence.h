@@ -96,9 +96,10 @@ inline Tensor mm_onednn(const Tensor& a, const Tensor& b) {
   return onednn_linear(rows, b.t());
 }
 
-// The products over all steps, a @ b in float32. With bf16 (the LSTM under CPU bf16 autocast, see
-// kernels/precision.py) through bf16 copies of the operands, as autocast's own products (oneDNN's
-// bf16 at::mm), the bf16 result then widened; operands already in bf16 are taken as they are.
+// The products over all steps, a @ b in float32. With bf16 (the kernels under CPU bf16 autocast,
+// see kernels/precision.py) through bf16 copies of the operands, as autocast's own products
+// (oneDNN's bf16 at::mm), the bf16 result then widened; operands already in bf16 are taken as they
+// are.
 // In float32 through oneDNN where it is faster than MKL (prefer_onednn_mm), else MKL, with a
 // gradient product (turnable) turned where that runs faster (prefer_transposed).
 inline Tensor mm_f32(const Tensor& a, const Tensor& b, bool bf16, bool turnable = false) {

@@ -125,12 +125,13 @@ void run_rnn_fwd(const RnnFwdP<T>& p, int64_t act, bool train, int64_t n) {
 std::vector<Tensor> rnn_fwd(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
                             const Tensor& w_hh, const OptT& b_ih, const OptT& b_hh,
                             const OptT& rec_mask, const OptT& keep_h, int64_t act,
-                            double threshold, bool train) {
+                            double threshold, bool train, bool bf16) {
   check_inputs(x, w_ih, w_hh, 1);
   TORCH_CHECK(act >= 0 && act <= 2, "rnnreg fast kernel: unknown nonlinearity");
   const int64_t T = x.size(0), B = x.size(1), H = w_hh.size(1), BH = B * H;
   const auto opt = x.options();
-  Tensor gates = project(x, w_ih);  // (T, B, H)
+  bf16 = bf16 && x.scalar_type() == at::kFloat;  // bf16 products: float32 operands only
+  Tensor gates = project(x, w_ih, bf16);  // (T, B, H)
   const Tensor bias = bias_sum(b_ih, b_hh);
   Tensor hs = at::empty({T, B, H}, opt);
   const bool rec = has(rec_mask);
@@ -139,7 +140,7 @@ std::vector<Tensor> rnn_fwd(const Tensor& x, const Tensor& h0, const Tensor& w_i
     Tensor hin0 = hin[0];
     at::mul_out(hin0, h0, *rec_mask);
   }
-  const RecGemm rg(w_hh, B, false);
+  const RecGemm rg(w_hh, B, false, bf16);
   Neutral nz(H, opt);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnreg_rnn_fwd", [&] {
     RnnFwdP<scalar_t> p{};
@@ -172,14 +173,17 @@ std::vector<Tensor> rnn_fwd(const Tensor& x, const Tensor& h0, const Tensor& w_i
 std::vector<Tensor> rnn_bwd(const OptT& dhs, const Tensor& x, const Tensor& h0,
                             const Tensor& w_ih, const Tensor& w_hh, const OptT& rec_mask,
                             const OptT& keep_h, const Tensor& hs, const Tensor& deriv,
-                            const Tensor& hin, int64_t needs) {
+                            const Tensor& hin, int64_t needs, bool bf16) {
   const int64_t T = x.size(0), B = x.size(1), H = w_hh.size(1), BH = B * H;
   const auto opt = x.options();
   const bool rec = has(rec_mask);
   Tensor dg = at::empty({T, B, H}, opt);
   Tensor dhd = at::zeros({B, H}, opt);
   Tensor dhr = at::zeros({B, H}, opt);  // dG_{t+1} @ W_hh, zero for the last step
-  const RecGemm rg(w_hh, B, true);
+  const RecGemm rg(w_hh, B, true, bf16);
+  // With bf16 products each step's dG_t is kept rounded to bf16 (T, B, H), as the step's product
+  // reads it, and the weight and input gradients are products of that copy (as in lstm.cpp).
+  Tensor dgb = rg.bf16() ? at::empty({T, B, H}, opt.dtype(at::kBFloat16)) : Tensor();
   const OptT dhu = dense(dhs);
   Neutral nz(H, opt);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnreg_rnn_bwd", [&] {
@@ -201,16 +205,25 @@ std::vector<Tensor> rnn_bwd(const OptT& dhs, const Tensor& x, const Tensor& h0,
       p.dhu = dhu0 + t * dhu_ts;
       p.dg = dg.data_ptr<scalar_t>() + t * BH;
       run_pointwise<RnnBwdK<scalar_t>>(p, BH, kStepGrain);
-      if (t > 0 || (needs & kH0)) rg.run(p.dg, dhr.data_ptr<scalar_t>(), false);
+      at::BFloat16* keep = dgb.defined() ? dgb.data_ptr<at::BFloat16>() + t * BH : nullptr;
+      if (t > 0 || (needs & kH0)) {
+        rg.run(p.dg, dhr.data_ptr<scalar_t>(), false, keep);
+      } else if (keep != nullptr) {  // set for float32 operands only, so dg is float
+        // No product at t = 0, but dG_0 enters the weight gradients.
+        rg.round(reinterpret_cast<const float*>(p.dg), keep);
+      }
     }
   });
   std::vector<Tensor> out(6);
   const Tensor dg2 = dg.view({T * B, H});
   if (needs & kH0) out[1] = rec ? dhd.addcmul_(dhr, *rec_mask) : dhd.add_(dhr);
-  const Tensor dgt = needs & (kWih | kWhh) ? grad_t(dg2, H) : Tensor();  // dW_ih's and dW_hh's
-  if (needs & kWhh) out[3] = grad_w_hh(dgt, hin, h0, hs);
+  // The products over all steps take bf16 operands too, reading the kept dG.
+  const bool lowp = rg.bf16();
+  const Tensor dgw2 = lowp ? dgb.view({T * B, H}) : dg2;
+  const Tensor dgt = needs & (kWih | kWhh) ? grad_t(dgw2, H) : Tensor();  // dW_ih's and dW_hh's
+  if (needs & kWhh) out[3] = grad_w_hh(dgt, hin, h0, hs, lowp);
   if (needs & (kBih | kBhh)) out[4] = col_sums(dg2);
-  grad_inputs(dg2, dgt, x, w_ih, needs, out[2], out[0]);
+  grad_inputs(dgw2, dgt, x, w_ih, needs, out[2], out[0], lowp);
   return with_empties(std::move(out), opt);
 }
 
@@ -221,10 +234,12 @@ std::vector<Tensor> rnn_bwd(const OptT& dhs, const Tensor& x, const Tensor& h0,
 TORCH_LIBRARY_FRAGMENT(rnnreg_fast, m) {
   m.def(
       "rnn_fwd(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
-      "Tensor? rec_mask, Tensor? keep_h, int act, float threshold, bool train) -> Tensor[]",
+      "Tensor? rec_mask, Tensor? keep_h, int act, float threshold, bool train, "
+      "bool bf16=False) -> Tensor[]",
       &rnnreg_fast::rnn_fwd);
   m.def(
       "rnn_bwd(Tensor? dhs, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? rec_mask, "
-      "Tensor? keep_h, Tensor hs, Tensor deriv, Tensor hin, int needs) -> Tensor[]",
+      "Tensor? keep_h, Tensor hs, Tensor deriv, Tensor hin, int needs, bool bf16=False) "
+      "-> Tensor[]",
       &rnnreg_fast::rnn_bwd);
 }

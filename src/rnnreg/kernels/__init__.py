@@ -9,9 +9,17 @@ from typing import Callable
 import torch
 
 from . import reference
+from .precision import outside_cpu_autocast
 
 log = logging.getLogger(__name__)
 FAST_DTYPES = (torch.float32, torch.float64)
+
+# The reference twin as the layers run it on the CPU: under CPU autocast entirely in float32 with
+# autocast off (without the C++ kernels' bf16 products), its outputs in the dtype torch.nn's layer
+# hands on (the GRU's float32), as the C++ kernels hand theirs on (kernels/precision.py).
+_CPU_REFERENCES = {
+    cell: outside_cpu_autocast(cast_outputs=cell != "gru")(getattr(reference, f"{cell}_reference"))
+    for cell in ("lstm", "gru", "rnn")}
 
 
 def pick_kernel(cell: str, like: torch.Tensor, reference_only: bool = False) -> Callable:
@@ -23,13 +31,15 @@ def pick_kernel(cell: str, like: torch.Tensor, reference_only: bool = False) -> 
     serves ``reference_only`` and a CPU where the extension cannot be built.
     """
     if reference_only:
+        if like.device.type == "cpu":
+            return _CPU_REFERENCES[cell]
         return getattr(reference, f"{cell}_reference")
     if like.device.type == "cpu" and like.dtype in FAST_DTYPES:
         from . import fast
 
         if fast.fast_available():
             return getattr(fast, f"{cell}_fast")
-        return getattr(reference, f"{cell}_reference")
+        return _CPU_REFERENCES[cell]
     from . import steploop  # picks Triton or torch pointwise itself (steploop.pointwise_for)
 
     return getattr(steploop, f"{cell}_steploop")

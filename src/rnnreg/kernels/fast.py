@@ -103,11 +103,14 @@ def lstm_fast(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
 # GRU
 
 
-@outside_cpu_autocast(cast_outputs=False)  # as torch.gru: float32 under CPU autocast
+# cast_outputs=False: as torch.gru, float32 under CPU autocast.
+@outside_cpu_autocast(cast_outputs=False, bf16_products=True)
 def gru_fast(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
              b_hh: Tensor | None, rec_mask: Tensor | None = None,
-             keep_h: Tensor | None = None, upd_mask: Tensor | None = None) -> Tensor:
-    """Same as ``gru_reference``: returns the h sequence (T, B, H)."""
+             keep_h: Tensor | None = None, upd_mask: Tensor | None = None, *,
+             bf16_products: bool = False) -> Tensor:
+    """Same as ``gru_reference``: returns the h sequence (T, B, H). ``bf16_products``: as
+    ``lstm_fast``'s."""
     _check(x, (h0,), w_ih, w_hh, 3, (b_ih, b_hh))
     ops = _ops()
     T, B, H = x.shape[0], x.shape[1], w_hh.shape[1]
@@ -116,19 +119,20 @@ def gru_fast(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | N
              _mask(upd_mask, (T, B, H), x)]
     train = _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh)
     route = fast_eager.gru_forward if fast_eager.eager_call(*args, *masks) else ops.gru_forward
-    return route(*args, *masks, train)[0]
+    return route(*args, *masks, train, bf16_products)[0]
 
 
 # ------------------------------------------------------------------------------------------------
 # Elman RNN
 
 
-@outside_cpu_autocast()
+@outside_cpu_autocast(bf16_products=True)
 def rnn_fast(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
              b_hh: Tensor | None, rec_mask: Tensor | None = None,
              keep_h: Tensor | None = None, nonlinearity: str = "tanh",
-             threshold: float = 1.0) -> Tensor:
-    """Same as ``rnn_reference``: returns the h sequence (T, B, H); nonlinearity tanh/relu/trec."""
+             threshold: float = 1.0, *, bf16_products: bool = False) -> Tensor:
+    """Same as ``rnn_reference``: returns the h sequence (T, B, H); nonlinearity tanh/relu/trec.
+    ``bf16_products``: as ``lstm_fast``'s."""
     if nonlinearity not in _ACTIVATIONS:
         raise ValueError(f"nonlinearity must be one of {sorted(_ACTIVATIONS)}, "
                          f"got {nonlinearity!r}")
@@ -140,7 +144,7 @@ def rnn_fast(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | N
     masks = [_mask(rec_mask, (B, H), x), _mask(keep_h, (T, B, H), x)]
     train = _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh)
     route = fast_eager.rnn_forward if fast_eager.eager_call(*args, *masks) else ops.rnn_forward
-    return route(*args, *masks, act, float(threshold), train)[0]
+    return route(*args, *masks, act, float(threshold), train, bf16_products)[0]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -72,6 +72,12 @@ def _dense(grad: Tensor | None) -> Tensor | None:
     return None if grad is None else grad.contiguous()
 
 
+def _default_off(inputs: tuple, index: int) -> bool:
+    """A trailing flag that defaults to False (bf16): the registered op hands its defaults to the
+    setup, the eager route (fast_eager.py) only what its caller passed."""
+    return len(inputs) > index and bool(inputs[index])
+
+
 def _check_trained(ctx) -> None:
     if not ctx.trained:
         raise RuntimeError("rnnreg stepwise op called with train=False cannot be differentiated")
@@ -121,11 +127,11 @@ def _(dhs, dcs, x, h0, c0, w_ih, w_hh, peep, rec_mask, keep_h, keep_c, upd_mask,
 
 
 def _lstm_setup(ctx, inputs, output) -> None:
-    x, h0, c0, w_ih, w_hh, _, _, peep, rec_mask, keep_h, keep_c, upd_mask, train, bf16 = inputs
+    x, h0, c0, w_ih, w_hh, _, _, peep, rec_mask, keep_h, keep_c, upd_mask, train = inputs[:13]
     ctx.mark_non_differentiable(*output[2:])
     ctx.set_materialize_grads(False)
     ctx.trained = train  # the kernel kept what backward reads
-    ctx.bf16 = bf16
+    ctx.bf16 = _default_off(inputs, 13)
     ctx.has_peep = peep is not None
     ctx.save_for_backward(x, h0, c0, w_ih, w_hh, peep, rec_mask, keep_h, keep_c, upd_mask, *output)
 
@@ -150,18 +156,20 @@ _refusing(lstm_backward)
 
 # ------------------------------------------------------------------------------------------------
 # GRU. Forward outputs: hs (T, B, H); when train, the gates (T, B, 3H), the hidden-side n
-# pre-activations (T, B, H) and h_t * rec_mask (T, B, H, only with rec_mask).
+# pre-activations (T, B, H) and h_t * rec_mask (T, B, H, only with rec_mask). bf16: as the LSTM's.
 
 
 @custom_op("rnnreg::gru_forward", mutates_args=(), device_types="cpu")
 def gru_forward(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Opt, b_hh: Opt, rec_mask: Opt,
-                keep_h: Opt, upd_mask: Opt, train: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    out = native_ops().gru_fwd(x, h0, w_ih, w_hh, b_ih, b_hh, rec_mask, keep_h, upd_mask, train)
+                keep_h: Opt, upd_mask: Opt, train: bool, bf16: bool = False
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    out = native_ops().gru_fwd(x, h0, w_ih, w_hh, b_ih, b_hh, rec_mask, keep_h, upd_mask, train,
+                               bf16)
     return _padded(out, 4, x)
 
 
 @gru_forward.register_fake
-def _(x, h0, w_ih, w_hh, b_ih, b_hh, rec_mask, keep_h, upd_mask, train):
+def _(x, h0, w_ih, w_hh, b_ih, b_hh, rec_mask, keep_h, upd_mask, train, bf16=False):
     T, B, H = x.shape[0], x.shape[1], w_hh.shape[1]
     return (x.new_empty(T, B, H), _maybe((T, B, 3 * H), train, x), _maybe((T, B, H), train, x),
             _maybe((T, B, H), train and rec_mask is not None, x))
@@ -170,13 +178,14 @@ def _(x, h0, w_ih, w_hh, b_ih, b_hh, rec_mask, keep_h, upd_mask, train):
 @custom_op("rnnreg::gru_backward", mutates_args=(), device_types="cpu")
 def gru_backward(dhs: Tensor, x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, rec_mask: Opt,
                  keep_h: Opt, upd_mask: Opt, hs: Tensor, gates: Tensor, hn: Tensor, hin: Tensor,
-                 needs: int) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+                 needs: int, bf16: bool = False
+                 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     return tuple(native_ops().gru_bwd(dhs, x, h0, w_ih, w_hh, rec_mask, keep_h, upd_mask, hs, gates, hn,
-                                      hin, needs))
+                                      hin, needs, bf16))
 
 
 @gru_backward.register_fake
-def _(dhs, x, h0, w_ih, w_hh, rec_mask, keep_h, upd_mask, hs, gates, hn, hin, needs):
+def _(dhs, x, h0, w_ih, w_hh, rec_mask, keep_h, upd_mask, hs, gates, hn, hin, needs, bf16=False):
     G = w_hh.shape[0]
     return (_maybe(tuple(x.shape), needs & X, x), _maybe(tuple(h0.shape), needs & H0, x),
             _maybe(tuple(w_ih.shape), needs & WIH, x), _maybe(tuple(w_hh.shape), needs & WHH, x),
@@ -184,22 +193,23 @@ def _(dhs, x, h0, w_ih, w_hh, rec_mask, keep_h, upd_mask, hs, gates, hn, hin, ne
 
 
 def _gru_setup(ctx, inputs, output) -> None:
-    x, h0, w_ih, w_hh, _, _, rec_mask, keep_h, upd_mask, _ = inputs
+    x, h0, w_ih, w_hh, _, _, rec_mask, keep_h, upd_mask, train = inputs[:10]
     ctx.mark_non_differentiable(*output[1:])
     ctx.set_materialize_grads(False)
-    ctx.trained = inputs[-1]
+    ctx.trained = train
+    ctx.bf16 = _default_off(inputs, 10)
     ctx.save_for_backward(x, h0, w_ih, w_hh, rec_mask, keep_h, upd_mask, *output)
 
 
 def _gru_backward(ctx, dhs, *_, op=None):
     if dhs is None:
-        return (None,) * 10
+        return (None,) * 11
     saved = ctx.saved_tensors
     _check_trained(ctx)
     n = ctx.needs_input_grad
     needs = _bits(n, (X, H0, WIH, WHH, BIH, BHH))
-    grads = (op or torch.ops.rnnreg.gru_backward)(_dense(dhs), *saved, needs)
-    return (*(_pick(g, wanted) for g, wanted in zip(grads, n)), None, None, None, None)
+    grads = (op or torch.ops.rnnreg.gru_backward)(_dense(dhs), *saved, needs, ctx.bf16)
+    return (*(_pick(g, wanted) for g, wanted in zip(grads, n)), None, None, None, None, None)
 
 
 gru_forward.register_autograd(_gru_backward, setup_context=_gru_setup)
@@ -209,17 +219,20 @@ _refusing(gru_backward)
 # ------------------------------------------------------------------------------------------------
 # Elman RNN (act: 0 tanh, 1 relu, 2 TRec). Forward outputs: hs (T, B, H); when train, the
 # activation's derivative at each step (T, B, H) and h_t * rec_mask (T, B, H, only with rec_mask).
+# bf16: as the LSTM's.
 
 
 @custom_op("rnnreg::rnn_forward", mutates_args=(), device_types="cpu")
 def rnn_forward(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Opt, b_hh: Opt, rec_mask: Opt,
-                keep_h: Opt, act: int, threshold: float, train: bool) -> tuple[Tensor, Tensor, Tensor]:
-    out = native_ops().rnn_fwd(x, h0, w_ih, w_hh, b_ih, b_hh, rec_mask, keep_h, act, threshold, train)
+                keep_h: Opt, act: int, threshold: float, train: bool, bf16: bool = False
+                ) -> tuple[Tensor, Tensor, Tensor]:
+    out = native_ops().rnn_fwd(x, h0, w_ih, w_hh, b_ih, b_hh, rec_mask, keep_h, act, threshold, train,
+                               bf16)
     return _padded(out, 3, x)
 
 
 @rnn_forward.register_fake
-def _(x, h0, w_ih, w_hh, b_ih, b_hh, rec_mask, keep_h, act, threshold, train):
+def _(x, h0, w_ih, w_hh, b_ih, b_hh, rec_mask, keep_h, act, threshold, train, bf16=False):
     T, B, H = x.shape[0], x.shape[1], w_hh.shape[1]
     return (x.new_empty(T, B, H), _maybe((T, B, H), train, x),
             _maybe((T, B, H), train and rec_mask is not None, x))
@@ -227,37 +240,39 @@ def _(x, h0, w_ih, w_hh, b_ih, b_hh, rec_mask, keep_h, act, threshold, train):
 
 @custom_op("rnnreg::rnn_backward", mutates_args=(), device_types="cpu")
 def rnn_backward(dhs: Tensor, x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, rec_mask: Opt,
-                 keep_h: Opt, hs: Tensor, deriv: Tensor, hin: Tensor, needs: int
+                 keep_h: Opt, hs: Tensor, deriv: Tensor, hin: Tensor, needs: int, bf16: bool = False
                  ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    out = native_ops().rnn_bwd(dhs, x, h0, w_ih, w_hh, rec_mask, keep_h, hs, deriv, hin, needs)
+    out = native_ops().rnn_bwd(dhs, x, h0, w_ih, w_hh, rec_mask, keep_h, hs, deriv, hin, needs, bf16)
     return tuple(out[:5])  # the kernel's sixth slot is always empty
 
 
 @rnn_backward.register_fake
-def _(dhs, x, h0, w_ih, w_hh, rec_mask, keep_h, hs, deriv, hin, needs):
+def _(dhs, x, h0, w_ih, w_hh, rec_mask, keep_h, hs, deriv, hin, needs, bf16=False):
     return (_maybe(tuple(x.shape), needs & X, x), _maybe(tuple(h0.shape), needs & H0, x),
             _maybe(tuple(w_ih.shape), needs & WIH, x), _maybe(tuple(w_hh.shape), needs & WHH, x),
             _maybe((w_hh.shape[0],), needs & (BIH | BHH), x))
 
 
 def _rnn_setup(ctx, inputs, output) -> None:
-    x, h0, w_ih, w_hh, _, _, rec_mask, keep_h, _, _, _ = inputs
+    x, h0, w_ih, w_hh, _, _, rec_mask, keep_h, _, _, train = inputs[:11]
     ctx.mark_non_differentiable(*output[1:])
     ctx.set_materialize_grads(False)
-    ctx.trained = inputs[-1]
+    ctx.trained = train
+    ctx.bf16 = _default_off(inputs, 11)
     ctx.save_for_backward(x, h0, w_ih, w_hh, rec_mask, keep_h, *output)
 
 
 def _rnn_backward(ctx, dhs, *_, op=None):
     if dhs is None:
-        return (None,) * 11
+        return (None,) * 12
     saved = ctx.saved_tensors
     _check_trained(ctx)
     n = ctx.needs_input_grad
     needs = _bits(n, (X, H0, WIH, WHH, BIH, BHH))
-    dx, dh0, dw_ih, dw_hh, db = (op or torch.ops.rnnreg.rnn_backward)(_dense(dhs), *saved, needs)[:5]
+    backward = op or torch.ops.rnnreg.rnn_backward
+    dx, dh0, dw_ih, dw_hh, db = backward(_dense(dhs), *saved, needs, ctx.bf16)[:5]
     return (_pick(dx, n[0]), _pick(dh0, n[1]), _pick(dw_ih, n[2]), _pick(dw_hh, n[3]),
-            *_bias_pair(db, n[4], n[5]), None, None, None, None, None)
+            *_bias_pair(db, n[4], n[5]), None, None, None, None, None, None)
 
 
 rnn_forward.register_autograd(_rnn_backward, setup_context=_rnn_setup)

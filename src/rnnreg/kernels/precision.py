@@ -11,10 +11,10 @@ there under bf16 autocast too): the fused LSTM is handed to oneDNN under bf16 au
 probe finds the primitive (:func:`onednn_bf16_lstm`) and upcast elsewhere.
 
 Under bf16 autocast on a CPU with native bf16 arithmetic (AVX512_BF16 or AMX), a kernel that can
-(the LSTM: ``bf16_products=True``) does its matrix products as autocast's own products do, bf16
-operands with float32 accumulation (oneDNN's bf16 matmuls); the gates, the cell state, zoneout
-and the masks stay float32. Elsewhere the products stay float32, since bf16 arithmetic is
-emulated there (its speed there was not measured).
+(the C++ LSTM, GRU and Elman kernels: ``bf16_products=True``) does its matrix products as
+autocast's own products do, bf16 operands with float32 accumulation (oneDNN's bf16 matmuls); the
+gates, the states, zoneout and the masks stay float32. Elsewhere the products stay float32, since
+bf16 arithmetic is emulated there (its speed there was not measured).
 """
 
 from __future__ import annotations

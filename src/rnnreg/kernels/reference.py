@@ -24,7 +24,13 @@ from torch import Tensor
 
 def _zone(new: Tensor, old: Tensor, keep: Tensor | None, t: int) -> Tensor:
     # Krueger et al. 2016 eq. 5: keep the previous value with weight d_t.
-    return new if keep is None else torch.lerp(new, old, keep[t])
+    if keep is None:
+        return new
+    # Under autocast the new value can be in half precision (an activation of a low-precision
+    # product) and the old one float32 (h0): lerp does not promote, so both are taken in the
+    # wider dtype, as autocast runs ops with mixed inputs (the state then stays in it).
+    dtype = torch.promote_types(new.dtype, old.dtype)
+    return torch.lerp(new.to(dtype), old.to(dtype), keep[t].to(dtype))
 
 
 def lstm_reference(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,

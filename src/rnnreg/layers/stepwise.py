@@ -44,7 +44,7 @@ def stepwise_layer(opts: StepOptions, x: Tensor, lengths: Tensor | None, valid: 
     h_n and c_n (D, B, H), and the cell sequence (T, B, D*H) for an LSTM (None otherwise).
     """
     # Under CPU autocast a layer below may hand on bf16 / fp16: the C++ kernel still serves it
-    # (it computes in float32 there, the LSTM's products in bf16 on native-bf16 CPUs,
+    # (it computes in float32 there, its matrix products in bf16 on native-bf16 CPUs,
     # kernels/precision.py).
     autocast = x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
     like = x.new_empty(0, dtype=torch.float32) if autocast and x.dtype != torch.float64 else x
