@@ -17,7 +17,8 @@ On CUDA the forward time loop can also replay as a captured CUDA graph (opt-in:
 
 Dtypes: float64, float32, bfloat16, float16. Everything is cast to one storage dtype (x's, or
 autocast's for float32 inputs under autocast on x's device, which is what torch.nn's RNNs return
-there); the pointwise math runs in float32 for the half types, and the outputs come back in the
+on the CPU; on CUDA, PyTorch's cuDNN autocast wrapper, aten/src/ATen/cudnn/AutocastRNN.cpp, casts
+them to float16 whatever autocast's dtype); the pointwise math runs in float32 for the half types, and the outputs come back in the
 storage dtype. Like fast.py, each call runs eagerly under ``torch.compile`` (a graph break).
 """
 

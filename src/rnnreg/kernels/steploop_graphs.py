@@ -14,8 +14,9 @@ into the graph's own buffers, replays, and copies the written ones back out: ext
 of a few times the loop's outputs, small beside the launches saved. The captured buffers of each
 cached loop stay allocated (about the size of its gate buffers) until evicted or cleared.
 
-Untested on a GPU in this repository's CI (no CUDA there); the tests check only that it is never
-used on the CPU.
+CI has no GPU: there the tests check only that it is never used on the CPU. The gpu-marked
+tests/kernels/test_steploop_cuda.py checks it against the eager loop on a GPU
+(benchmarks/gpu_session.sh), which no session of this work has had yet.
 """
 
 from __future__ import annotations
