@@ -193,3 +193,23 @@ def test_net_shapes_and_output_dropout():
     net.eval()
     out = net(torch.randn(10, 4, 2))
     assert torch.equal(out.raw[0], out.dropped[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("implementation", ["fast", "reference"])
+def test_it_runs_under_cpu_autocast_close_to_float32(implementation, dtype):
+    """The Python loop's lerp met a low-precision activation and the float32 state under CPU
+    autocast and raised; it now computes in float32, and both paths hand on float32."""
+    torch.manual_seed(0)
+    net = ClockworkRNN(3, 8, PERIODS, zoneout_h_p=0.2, recurrent_dropout=0.2, implementation=implementation)
+    x = torch.randn(9, 2, 3)
+    want, _ = net.eval()(x)
+    with torch.autocast("cpu", dtype=dtype):
+        got, _ = net(x)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want, atol=3e-2 if dtype == torch.bfloat16 else 3e-3, rtol=0)
+    net.train()
+    with torch.autocast("cpu", dtype=dtype):
+        out, h_n = net(x)
+    (out.sum() + h_n.sum()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.requires_grad)

@@ -293,3 +293,21 @@ def test_past_dynamos_graph_limit_the_step_runs_op_by_op(caplog):
     assert "recompile_limit" in caplog.text
     assert "CompiledFunctionBackward" not in backward_nodes(out)
     torch.testing.assert_close(out, eager(*inputs(batch=1))[0], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("implementation", ["fast", "reference"])
+def test_it_runs_under_cpu_autocast_close_to_float32(implementation, dtype):
+    torch.manual_seed(0)
+    grud = GRUD(D, H, zoneout_h_p=0.2, recurrent_dropout=0.2, implementation=implementation)
+    x, delta = torch.randn(9, 2, D), torch.rand(9, 2, D)
+    mask = (torch.rand(9, 2, D) > 0.3).float()
+    want, _ = grud.eval()(x, mask, delta)
+    with torch.autocast("cpu", dtype=dtype):
+        got, _ = grud(x, mask, delta)
+    torch.testing.assert_close(got.float(), want, atol=3e-2 if dtype == torch.bfloat16 else 3e-3, rtol=0)
+    grud.train()
+    with torch.autocast("cpu", dtype=dtype):
+        out, _ = grud(x, mask, delta)
+    out.float().sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in grud.parameters() if p.grad is not None)

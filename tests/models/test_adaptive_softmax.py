@@ -38,6 +38,29 @@ def test_target_scores_equal_the_full_distribution_in_id_order():
     torch.testing.assert_close(head.token_log_probs(hidden, targets), full)
 
 
+def test_target_scores_are_torch_s_forward_bit_for_bit():
+    """token_log_probs is torch's forward, step for step: the same bits in float32 and float64."""
+    for dtype in (torch.float32, torch.float64):
+        head = AdaptiveSoftmax(E, V, [5, 15], div_value=2.0, frequency_order=_order()).to(dtype)
+        hidden, targets = torch.randn(50, E, dtype=dtype), torch.randint(V, (50,))
+        want = torch.nn.AdaptiveLogSoftmaxWithLoss.forward(head, hidden, head.rank[targets]).output
+        got = head.token_log_probs(hidden, targets)
+        assert got.dtype == dtype and torch.equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_target_scores_under_autocast_are_float32_and_close(dtype):
+    """torch's forward fails under CPU autocast (index_copy_ of bf16 log-probs into its float32
+    output); ours takes each log-softmax in float32."""
+    head = AdaptiveSoftmax(E, V, [5, 15], div_value=2.0, frequency_order=_order())
+    hidden, targets = torch.randn(50, E), torch.randint(V, (50,))
+    want = head.token_log_probs(hidden, targets)
+    with torch.autocast("cpu", dtype=dtype):
+        got = head.token_log_probs(hidden, targets)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, want, atol=5e-2, rtol=0)
+
+
 def test_clusters_follow_frequency_order_not_ids():
     order = _order(3)
     head = AdaptiveSoftmax(E, V, [5, 15], div_value=2.0, frequency_order=order)

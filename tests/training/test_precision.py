@@ -14,7 +14,10 @@ from rnnreg.runs.metrics import read_metrics
 from rnnreg.training.loop import train
 from rnnreg.training.precision import Precision
 
+from rnnreg.runs.run_dir import new_run_dir
+
 from lm_fixtures import run_config as _run, stop_after, tiny_config, write_corpus
+from preset_fixtures import PRESETS, buildable, tiny_overrides
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +47,29 @@ def test_a_low_precision_run_learns_with_float32_losses(corpus_dir, tmp_path, pr
         ckpt = load_checkpoint(run.last)
         assert ("scale" in ckpt["precision"]) == (precision == "fp16")
         assert all(v.dtype == torch.float32 for v in ckpt["model"].values() if v.is_floating_point())
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_every_shipped_preset_trains_in_low_precision(corpus_dir, tmp_path, precision):
+    """Two steps of every preset (tests/preset_fixtures.py's tiny sizes) with train.precision set:
+    every model family, regularizer and output layer under autocast. The Clockwork presets (the
+    layer's loop) and awd-lstm-wt103 (the adaptive softmax) raised here before."""
+    failures = {}
+    for name in (n for n in PRESETS if buildable(n)):
+        config = load_config(name, [*tiny_overrides(name, tmp_path / name, corpus_dir),
+                                    f"train.precision={precision}", "train.max_steps=2"])
+        run = new_run_dir(config.train.out_dir, config.name)
+        run.write_config(config)
+        try:
+            summary = train(config, run)
+        except RuntimeError as err:
+            failures[name] = str(err)[:200]
+            continue
+        if summary["status"] != "finished" or not math.isfinite(summary["test"]):
+            failures[name] = summary["status"]
+    assert not failures, failures
 
 
 @pytest.mark.slow

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from .precision import outside_cpu_autocast
 from .reference import activation
 
 BACKENDS = ("python", "steploop")
@@ -83,6 +84,15 @@ class _Recurrence(torch.autograd.Function):
         return d_pre, g, d_w, None, None, None, None
 
 
+# Under CPU autocast the loop's addmm would return a low-precision activation that lerp then meets
+# with the float32 state ("expected dtype BFloat16 for `end`"): it runs in float32 with autocast
+# off instead, and hands on float32, as the reference path does (kernels/precision.py).
+@outside_cpu_autocast(cast_outputs=False)
+def _python_loop(xw: Tensor, h0: Tensor, w_hh: Tensor, hold: Tensor, rec_mask: Tensor | None,
+                 nonlinearity: str, threshold: float) -> Tensor:
+    return _Recurrence.apply(xw, h0, w_hh, hold, rec_mask, nonlinearity, threshold)
+
+
 def default_backend(xw: Tensor) -> str:
     """The backend ``clockwork_fast`` uses for ``xw`` unless told: "python" on the CPU, else
     "steploop" (see the module docstring)."""
@@ -100,7 +110,7 @@ def clockwork_fast(xw: Tensor, h0: Tensor, w_hh: Tensor, hold: Tensor, rec_mask:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "python":
-        return _Recurrence.apply(xw, h0, w_hh, hold, rec_mask, nonlinearity, threshold)
+        return _python_loop(xw, h0, w_hh, hold, rec_mask, nonlinearity, threshold)
     from .steploop import rnn_steploop  # kept out of rnnreg's import, as kernels.pick_kernel does
 
     identity = torch.eye(xw.shape[-1], dtype=xw.dtype, device=xw.device)  # (H, H), no grad

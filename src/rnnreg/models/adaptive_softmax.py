@@ -1,12 +1,16 @@
 """The adaptive softmax (Grave et al. 2017, "Efficient softmax approximation for GPUs") for word
 ids in any order, optionally tied to the embedding.
 
-``torch.nn.AdaptiveLogSoftmaxWithLoss`` does the work: a head softmax over the ``cutoffs[0]`` most
-frequent words plus one entry per tail cluster, and for each cluster a projection to ``in /
-div_value^(i+1)`` units and its own softmax, so a step computes V-sized logits only for the few
-targets that fall in each cluster. Its log-probabilities are exact (they sum to one over V).
+``torch.nn.AdaptiveLogSoftmaxWithLoss`` holds the parameters and gives the full log-probabilities:
+a head softmax over the ``cutoffs[0]`` most frequent words plus one entry per tail cluster, and for
+each cluster a projection to ``in / div_value^(i+1)`` units and its own softmax, so a step computes
+V-sized logits only for the few targets that fall in each cluster. Its log-probabilities are exact
+(they sum to one over V).
 
-Two things are ours:
+Three things are ours:
+
+- **The targets' log-probabilities** (:meth:`AdaptiveSoftmax.token_log_probs`): torch's forward
+  step for step, with the log-softmaxes in float32, so that it runs under autocast.
 
 - **Frequency order.** The clusters only save work if they group words by frequency, but rnnreg
   numbers words in first-seen order. ``rank`` (a buffer, stored with the weights) maps a word id to
@@ -60,8 +64,27 @@ class AdaptiveSoftmax(nn.AdaptiveLogSoftmaxWithLoss):
 
     def token_log_probs(self, hidden: Tensor, targets: Tensor) -> Tensor:
         """log p(target) (N,) of each of N hidden states (N, H), computed without V-sized logits
-        for the targets outside the head."""
-        return super().forward(hidden, self.rank[targets]).output
+        for the targets outside the head, in float32 at least (float64 stays float64).
+
+        torch's forward, step for step, but with each log-softmax taken in that dtype: under
+        CPU autocast the projections and log-softmaxes return bf16 / fp16, and torch's forward
+        then fails to copy a cluster's log-probabilities into its float32 output (index_copy_:
+        "expected to have the same dtype"); the loss is float32 anyway."""
+        acc = torch.promote_types(hidden.dtype, torch.float32)
+        ranks = self.rank[targets]  # (N,) places in frequency order
+        head = ranks.clone()  # (N,) each row's head column: its word in the shortlist, else its cluster
+        out = torch.zeros(ranks.shape, dtype=acc, device=hidden.device)  # (N,) the tail log-probs
+        bounds = [0, *self.cutoffs]  # self.cutoffs ends with V
+        for i, tail in enumerate(self.tail):
+            low, high = bounds[i + 1], bounds[i + 2]
+            rows = ((ranks >= low) & (ranks < high)).nonzero().squeeze(1)  # (n,)
+            if rows.numel() == 0:
+                continue
+            head.index_fill_(0, rows, self.shortlist_size + i)
+            log_probs = F.log_softmax(tail(hidden.index_select(0, rows)).to(acc), dim=1)  # (n, cluster)
+            out.index_copy_(0, rows, log_probs.gather(1, (ranks[rows] - low).unsqueeze(1)).squeeze(1))
+        head_log_probs = F.log_softmax(self.head(hidden).to(acc), dim=1)  # (N, shortlist + clusters)
+        return out + head_log_probs.gather(1, head.unsqueeze(1)).squeeze(1)
 
     def full_log_probs(self, hidden: Tensor) -> Tensor:
         """(N, V) log-probabilities over every word, in word-id order."""
