@@ -5,6 +5,8 @@ plain-autograd reference."""
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from rnnreg.kernels.reference import gru_reference, lstm_reference, rnn_reference
@@ -18,17 +20,18 @@ KINDS = ["lstm", "lstm_peep", "gru", "rnn_tanh", "rnn_relu", "rnn_trec"]
 TOL = {torch.float64: 1e-10, torch.float32: 1e-5}  # rtol, and atol relative to the largest value
 
 
-def make_case(kind, dtype, on=(), broadcast=False, bias=True, seed=0, T=T, B=B, noncontig=False):
-    """Returns (step-loop function, reference function, args, kwargs, differentiable names)."""
-    gen = torch.Generator().manual_seed(seed)
+def randn(gen, dtype, *shape, scale=1.0):
+    """Normal draws from `gen` in float64 (the same values for every dtype), then cast."""
+    return (torch.randn(*shape, generator=gen, dtype=torch.float64) * scale).to(dtype)
 
-    def rnd(*shape, scale=1.0):
-        return (torch.randn(*shape, generator=gen, dtype=torch.float64) * scale).to(dtype)
 
-    def bern(p, *shape):
-        return (torch.rand(*shape, generator=gen, dtype=torch.float64) < p).to(dtype)
+def bernoulli(gen, dtype, p, *shape):
+    return (torch.rand(*shape, generator=gen, dtype=torch.float64) < p).to(dtype)
 
-    cell = kind.split("_")[0]
+
+def cell_args(gen, dtype, cell, *, T, B, I, H, bias=True, noncontig=False):
+    """x, h0, (c0), w_ih, w_hh, b_ih, b_hh of one layer of `cell`, drawn from `gen` in this order."""
+    rnd = functools.partial(randn, gen, dtype)
     G = GATES[cell] * H
     # noncontig: a time-major view of a batch-major tensor, as a batch_first layer passes it
     x = rnd(B, T, I).transpose(0, 1) if noncontig else rnd(T, B, I)
@@ -37,6 +40,15 @@ def make_case(kind, dtype, on=(), broadcast=False, bias=True, seed=0, T=T, B=B, 
         args["c0"] = rnd(B, H, scale=0.5)
     args.update(w_ih=rnd(G, I, scale=0.4), w_hh=rnd(G, H, scale=0.4),
                 b_ih=rnd(G, scale=0.3) if bias else None, b_hh=rnd(G, scale=0.3) if bias else None)
+    return args
+
+
+def make_case(kind, dtype, on=(), broadcast=False, bias=True, seed=0, T=T, B=B, noncontig=False):
+    """Returns (step-loop function, reference function, args, kwargs, differentiable names)."""
+    gen = torch.Generator().manual_seed(seed)
+    rnd, bern = functools.partial(randn, gen, dtype), functools.partial(bernoulli, gen, dtype)
+    cell = kind.split("_")[0]
+    args = cell_args(gen, dtype, cell, T=T, B=B, I=I, H=H, bias=bias, noncontig=noncontig)
     kw = {}
     if kind == "lstm_peep":
         kw["peep"] = rnd(3 * H, scale=0.5)
@@ -95,3 +107,15 @@ def assert_matches(case, dtype, use=None, tol=None):
         else:
             assert grads[k] is not None and grads[k].dtype == dtype, k
             assert_close(grads[k], grads_r[k], tol, f"grad {k}")
+
+
+def assert_low_precision(result, reference, out_dtype, grad_dtype, device=None):
+    """A half-precision or autocast run (outputs, gradients) against a wider one: the outputs in
+    out_dtype within 2e-2, the gradients in grad_dtype within 5e-2 (on `device`, if given)."""
+    (out, grads), (out_r, grads_r) = result, reference
+    for a, b in zip(out, out_r):
+        assert a.dtype == out_dtype and (device is None or a.device.type == device)
+        assert_close(a.to(b.dtype), b, 2e-2, "output")
+    for k, g in grads_r.items():
+        assert grads[k].dtype == grad_dtype
+        assert_close(grads[k].to(g.dtype), g, 5e-2, f"grad {k}")

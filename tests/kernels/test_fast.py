@@ -8,6 +8,7 @@ every output.
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 import pytest
@@ -16,11 +17,12 @@ import torch
 from rnnreg.kernels.fast import fast_available, gru_fast, lstm_fast, rnn_fast
 from rnnreg.kernels.reference import gru_reference, lstm_reference, rnn_reference
 
+from steploop_fixtures import bernoulli, cell_args, randn
+
 if not fast_available():
     pytest.skip("the rnnreg fast kernel could not be built here", allow_module_level=True)
 
 CELLS = ["lstm", "gru", "rnn_tanh", "rnn_relu", "rnn_trec"]
-GATES = {"lstm": 4, "gru": 3}
 KEEPS = [None, "binary", "frac", "frozen"]
 # rtol, and atol relative to the largest reference value (measured worst cases: ~1e-15 and ~1e-6)
 TOL = {torch.float64: 1e-8, torch.float32: 1e-5}
@@ -30,24 +32,10 @@ def make_case(cell, dtype, *, T=5, B=3, I=7, H=11, bias=True, peep=False, rec=Fa
               upd=False, noncontig=False, seed=0):
     """Returns (fast function, reference function, args, kwargs, names of differentiable args)."""
     gen = torch.Generator().manual_seed(seed)
-
-    def rnd(*shape, scale=1.0):
-        return (torch.randn(*shape, generator=gen, dtype=torch.float64) * scale).to(dtype)
-
-    def bern(p, *shape):
-        return (torch.rand(*shape, generator=gen, dtype=torch.float64) < p).to(dtype)
-
-    G = GATES.get(cell, 1) * H
-    if noncontig:  # a time-major view of a batch-major tensor, as a batch_first layer passes it
-        x = rnd(B, T, I).transpose(0, 1)
-        assert not x.is_contiguous()
-    else:
-        x = rnd(T, B, I)
-    args = {"x": x, "h0": rnd(B, H, scale=0.5)}
-    if cell == "lstm":
-        args["c0"] = rnd(B, H, scale=0.5)
-    args.update(w_ih=rnd(G, I, scale=0.4), w_hh=rnd(G, H, scale=0.4),
-                b_ih=rnd(G, scale=0.3) if bias else None, b_hh=rnd(G, scale=0.3) if bias else None)
+    rnd, bern = functools.partial(randn, gen, dtype), functools.partial(bernoulli, gen, dtype)
+    args = cell_args(gen, dtype, cell.split("_")[0], T=T, B=B, I=I, H=H, bias=bias,
+                     noncontig=noncontig)
+    assert args["x"].is_contiguous() != noncontig
     kw = {}
     if cell == "lstm" and peep:
         kw["peep"] = rnd(3 * H, scale=0.5)

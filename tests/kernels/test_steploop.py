@@ -29,7 +29,8 @@ import rnnreg.kernels
 from rnnreg.kernels import steploop_graphs
 from rnnreg.kernels.steploop import (gru_steploop, lstm_steploop, pointwise_backend, pointwise_for,
                                      rnn_steploop, triton_available)
-from steploop_fixtures import B, GATES, H, KINDS, OPTIONS, assert_close, assert_matches, make_case, run
+from steploop_fixtures import (B, GATES, H, KINDS, OPTIONS, assert_close, assert_low_precision,
+                               assert_matches, make_case, run)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny step loops: one thread is fastest
 
@@ -207,30 +208,18 @@ def test_partial_requires_grad(kind):
 def test_half_precision_returns_the_input_dtype(backend, kind, dtype):
     """Half storage, float32 pointwise math: close to the float64 reference on the same values."""
     fn, ref, args, kw, diff = make_case(kind, dtype, OPTIONS[kind.split("_")[0]])
-    out, grads = run(fn, args, kw, diff)
     up = {k: v if not torch.is_tensor(v) else v.double() for k, v in kw.items()}
     args64 = {k: None if v is None else v.double() for k, v in args.items()}
-    out_r, grads_r = run(ref, args64, up, diff)
-    for a, b in zip(out, out_r):
-        assert a.dtype == dtype
-        assert_close(a.double(), b, 2e-2, "output")
-    for k in diff:
-        assert grads[k].dtype == dtype
-        assert_close(grads[k].double(), grads_r[k], 5e-2, f"grad {k}")
+    assert_low_precision(run(fn, args, kw, diff), run(ref, args64, up, diff), dtype, dtype)
 
 
 def test_autocast_computes_in_autocasts_dtype():
     """float32 inputs under CPU autocast run in bfloat16, as torch.nn's RNNs do under autocast."""
     fn, ref, args, kw, diff = make_case("lstm_peep", torch.float32, OPTIONS["lstm"])
     with pointwise_backend("torch"), torch.autocast("cpu", dtype=torch.bfloat16):
-        out, grads = run(fn, args, kw, diff)
-    out_r, grads_r = run(ref, args, kw, diff)
-    for a, b in zip(out, out_r):
-        assert a.dtype == torch.bfloat16
-        assert_close(a.float(), b, 2e-2, "output")
-    for k in diff:
-        assert grads[k].dtype == torch.float32  # through the differentiable casts to bfloat16
-        assert_close(grads[k], grads_r[k], 5e-2, f"grad {k}")
+        result = run(fn, args, kw, diff)
+    # gradients in float32: through the differentiable casts to bfloat16
+    assert_low_precision(result, run(ref, args, kw, diff), torch.bfloat16, torch.float32)
 
 
 @pytest.mark.parametrize("kind", ["lstm_peep", "gru", "rnn_trec"])

@@ -25,7 +25,8 @@ from rnnreg.kernels.steploop import pointwise_backend, pointwise_for
 from rnnreg.layers.clockwork import ClockworkRNN
 from rnnreg.layers.grud import GRUD
 
-from steploop_fixtures import KINDS, OPTIONS, TOL, assert_close, assert_matches, make_case, run
+from steploop_fixtures import (KINDS, OPTIONS, TOL, assert_close, assert_low_precision,
+                               assert_matches, make_case, run)
 
 DEVICE = os.environ.get("RNNREG_GPU_TESTS_DEVICE", "cuda")
 pytestmark = [pytest.mark.gpu] if DEVICE == "cuda" else []
@@ -78,29 +79,19 @@ def test_half_precision_on_the_device(kind, dtype, backend):
         pytest.importorskip("triton")
     fn, ref, args, kw, diff = on_device(make_case(kind, dtype, all_options(kind)))
     with pointwise_backend(backend):
-        out, grads = run(fn, args, kw, diff)
+        result = run(fn, args, kw, diff)
     up = {k: v.double() if torch.is_tensor(v) else v for k, v in kw.items()}
-    out_r, grads_r = run(ref, {k: None if v is None else v.double() for k, v in args.items()}, up, diff)
-    for a, b in zip(out, out_r):
-        assert a.dtype == dtype and a.device.type == DEVICE
-        assert_close(a.double(), b, 2e-2, "output")
-    for k in diff:
-        assert grads[k].dtype == dtype
-        assert_close(grads[k].double(), grads_r[k], 5e-2, f"grad {k}")
+    reference = run(ref, {k: None if v is None else v.double() for k, v in args.items()}, up, diff)
+    assert_low_precision(result, reference, dtype, dtype, DEVICE)
 
 
 @pytest.mark.parametrize("kind", ["lstm_peep", "gru", "rnn_trec"])
 def test_autocast_on_the_device_computes_in_its_dtype(kind):
     fn, ref, args, kw, diff = on_device(make_case(kind, F32, all_options(kind)))
     with torch.autocast(DEVICE, dtype=torch.bfloat16):
-        out, grads = run(fn, args, kw, diff)
-    out_r, grads_r = run(ref, args, kw, diff)
-    for a, b in zip(out, out_r):
-        assert a.dtype == torch.bfloat16
-        assert_close(a.float(), b, 2e-2, "output")
-    for k in diff:
-        assert grads[k].dtype == F32  # through the differentiable casts to bfloat16
-        assert_close(grads[k], grads_r[k], 5e-2, f"grad {k}")
+        result = run(fn, args, kw, diff)
+    # gradients in float32: through the differentiable casts to bfloat16
+    assert_low_precision(result, run(ref, args, kw, diff), torch.bfloat16, F32, DEVICE)
 
 
 @pytest.mark.skipif(DEVICE != "cuda", reason="CUDA graphs need a CUDA device")
@@ -148,7 +139,7 @@ def _forward_backward(layer, x):
     x = x.clone().requires_grad_()
     out, _ = layer(x)
     out.float().pow(2).sum().backward()
-    return [out.detach().float().cpu(), x.grad.float().cpu()] + [p.grad.float().cpu() for p in layer.parameters()]
+    return [t.float().cpu() for t in [out.detach(), x.grad] + [p.grad for p in layer.parameters()]]
 
 
 @pytest.mark.parametrize("cls,kw", LAYERS, ids=LAYER_IDS)
