@@ -1,7 +1,7 @@
 """The parts of the stepwise kernel's time that the layer benchmark cannot separate, each timed on
 its own: the matrix products through MKL and through oneDNN (its inner product and its brgemm
-micro-kernel), the transposes, the registered ops' Python dispatch, and torch.nn.LSTM against
-rnnreg.LSTM in two allocator states.
+micro-kernel), the transposes, the registered ops' Python dispatch, torch.nn.LSTM against
+rnnreg.LSTM in two allocator states, and the regularizers' own passes.
 
 Usage:
     python benchmarks/bench_kernel_parts.py > parts.jsonl      # the layer sizes, a few minutes
@@ -24,6 +24,10 @@ warm-up (a slow block measures the neighbours on a shared machine).
 - "allocator": a training iteration of the benchmark's small stack (bench_layers.py) for
   torch.nn.LSTM and rnnreg's stepwise LSTM, with the minor page faults per iteration, in a fresh
   process and again after a 16 MiB buffer has been freed (glibc then keeps such buffers on its heap).
+- "regularizers": forward + backward of weight drop on a W_hh of each size, as a stored mask
+  multiplied in (the autograd form) and as regularizers.masks.apply_dropout (one pass each way,
+  no mask kept), and of AR + TAR on an output sequence, as ``h.pow(2).mean()`` expressions and as
+  penalties.ar / tar with their closed-form backward passes (kernels/squared_sums.py).
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ import torch
 import bench_layers as bl  # the script's folder is on sys.path when it runs
 from rnnreg.kernels import fast, fast_eager
 from rnnreg.kernels.build import native_ops
+from rnnreg.penalties import ar, tar
+from rnnreg.regularizers.masks import apply_dropout, dropout_mask
 
 
 def fastest_us(run, n: int) -> float:
@@ -127,6 +133,34 @@ def allocator(out, quick: bool) -> None:
             emit(out, "allocator", state, what, us, faults_per_iter=round(faults, 1))
 
 
+def regularizers(out, quick: bool) -> None:
+    """Forward + backward of weight drop on a W_hh and of AR + TAR on an output sequence, each in
+    the autograd form (a stored mask; h.pow(2).mean()) and the form the library runs
+    (regularizers.masks.apply_dropout; kernels/squared_sums.py)."""
+    weights = [("W_hh tiny", 32, 8)] if quick else [("W_hh small", 800, 200), ("W_hh medium", 2600, 650),
+                                                      ("W_hh awd", 4600, 1150)]
+    for case, rows, cols in weights:
+        w, up = torch.randn(rows, cols, requires_grad=True), torch.randn(rows, cols)
+        forms = {"mask and multiply": lambda: w * dropout_mask(w.shape, 0.5, w),
+                 "apply_dropout": lambda: apply_dropout(w, 0.5)}
+        for what, form in forms.items():
+            def run(form=form):
+                form().backward(up)
+                w.grad = None
+            emit(out, "regularizers", f"weight drop, {case}", what, fastest_us(run, 2 if quick else 20))
+    seqs = [("h tiny", 6, 4, 8)] if quick else [("h small", 35, 20, 200), ("h medium", 35, 20, 650),
+                                                 ("h awd", 70, 80, 400)]
+    for case, T, B, H in seqs:
+        h = torch.randn(T, B, H, requires_grad=True)
+        forms = {"autograd": lambda: 2.0 * h.pow(2).mean() + (h[1:] - h[:-1]).pow(2).mean(),
+                 "closed forms": lambda: ar(h, 2.0) + tar(h, 1.0)}
+        for what, form in forms.items():
+            def run(form=form):
+                form().backward()
+                h.grad = None
+            emit(out, "regularizers", f"AR + TAR, {case}", what, fastest_us(run, 2 if quick else 50))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
@@ -138,7 +172,7 @@ def main(argv=None) -> int:
         bl.log("the C++ kernel could not be built: nothing to measure")
         return 1
     # The allocator part first: it needs a process in which nothing large has been freed yet.
-    for part in (allocator, products, transposes, dispatch):
+    for part in (allocator, products, transposes, dispatch, regularizers):
         part(out, args.quick)
     return 0
 

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from .regularizers.masks import check_nonnegative
+from .kernels.squared_sums import SumOfSquares, SumOfSquaredSteps
 
 NORM_STABILIZER_COSTS = ("norm", "delta", "relative", "l1", "target", "endpoints")
 
@@ -53,6 +54,8 @@ def ar(h: Tensor, alpha: float, lengths: Tensor | None = None) -> Tensor:
     alpha = check_nonnegative("alpha", alpha)
     if alpha == 0.0:
         return _zero(h)
+    if lengths is None:  # the closed-form backward (kernels/squared_sums.py); the same value
+        return alpha * (SumOfSquares.apply(h) / h.numel())
     return alpha * _mean(h.pow(2), step_mask(lengths, h.shape[0], h))
 
 
@@ -66,8 +69,10 @@ def tar(h: Tensor, beta: float, lengths: Tensor | None = None) -> Tensor:
     beta = check_nonnegative("beta", beta)
     if beta == 0.0 or h.shape[0] < 2:
         return _zero(h)
+    if lengths is None:  # the closed-form backward (kernels/squared_sums.py); the same value
+        return beta * (SumOfSquaredSteps.apply(h) / h[1:].numel())
     mask = step_mask(lengths, h.shape[0], h)
-    return beta * _mean((h[1:] - h[:-1]).pow(2), None if mask is None else mask[1:] * mask[:-1])
+    return beta * _mean((h[1:] - h[:-1]).pow(2), mask[1:] * mask[:-1])
 
 
 def _norms(seq: Tensor, cost: str) -> Tensor:

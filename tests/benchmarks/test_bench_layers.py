@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,9 @@ def _torch_lstm_runs_under_bf16_autocast() -> bool:
         return False
     return True
 KEYS = {"size", "config", "cell", "baseline", "tokens_per_s", "baseline_tokens_per_s", "ratio",
-        "ratio_min", "ratio_max", "peak_fraction", "peak_gflops", "peak_by", "autocast", "repeats", "threads", "torch"}
+        "ratio_min", "ratio_max", "peak_fraction", "peak_gflops", "peak_by", "autocast", "repeats", "threads", "torch",
+        "malloc", "faults_per_iter", "baseline_faults_per_iter"}
+GLIBC = platform.libc_ver()[0] == "glibc"
 
 
 def test_quick_run_prints_json_lines():
@@ -40,6 +43,8 @@ def test_quick_run_prints_json_lines():
         assert row["peak_fraction"] > 0 and row["peak_gflops"] > 0, row
         assert row["peak_by"] in ("torch.mm", "onednn"), row
         assert row["threads"] == 1 and row["quick"] is True, row
+        assert row["malloc"] == ("steady" if GLIBC else "default"), row
+        assert row["faults_per_iter"] >= 0 and row["baseline_faults_per_iter"] >= 0, row
         assert row["autocast"] == ("bfloat16" if row["config"].endswith("_bf16") else None), row
         assert row["baseline"] == {"lstm": "torch.nn.LSTM", "gru": "torch.nn.GRU", "rnn": "torch.nn.RNN"}[row["cell"]], row
     # The fused configurations never need the C++ kernel, so they are always there, at every size;
@@ -52,3 +57,11 @@ def test_quick_run_prints_json_lines():
     # The plain-PyTorch twin runs exactly for the regularized fused LSTM configurations.
     twinned = {r["config"] for r in rows if r["ratio_same_work"] is not None}
     assert twinned == {"weight_drop", "locked_dropout", "ar_tar", "awd_all", "weight_noise"}, twinned
+
+
+def test_malloc_default_leaves_the_allocator_alone():
+    done = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--sizes", "small", "--configs", "fused",
+                           "--malloc", "default"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (row,) = [json.loads(line) for line in done.stdout.splitlines()]
+    assert row["malloc"] == "default" and row["config"] == "fused", row

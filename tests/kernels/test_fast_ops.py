@@ -90,6 +90,7 @@ def test_mask_ops_pass_opcheck():
     _opcheck(torch.ops.rnnreg.keep_mask_const.default, (seed, torch.empty((), dtype=D).expand(T, B, H), 0.3))
     _opcheck(torch.ops.rnnreg.keep_mask.default, (torch.rand(T, B, H), seed))
     _opcheck(torch.ops.rnnreg.normal_noise.default, (seed, torch.empty(()).expand(T, B, H), 0.1))
+    _opcheck(torch.ops.rnnreg.dropout_apply.default, (_r(T, B, H), seed, 0.3))
 
 
 def test_backward_reads_expanded_incoming_gradients():
@@ -161,7 +162,7 @@ class _Recording(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("draw", ["dropout", "keep", "keep_const", "noise"])
+@pytest.mark.parametrize("draw", ["dropout", "keep", "keep_const", "noise", "apply"])
 def test_eager_calls_and_recorded_calls_give_the_same_values(draw, monkeypatch):
     """Plain eager calls go straight to the C++ kernel; under a recording mode the registered op
     runs instead, with the seed as a tensor. Same generator state, same values either way."""
@@ -169,7 +170,8 @@ def test_eager_calls_and_recorded_calls_give_the_same_values(draw, monkeypatch):
     call = {"dropout": lambda: fast.fast_dropout_mask((T, B, H), 0.4, like),
             "keep": lambda: fast.fast_keep_mask(prob),
             "keep_const": lambda: fast.fast_keep_mask_const((T, B, H), 0.3, like),
-            "noise": lambda: fast.fast_normal_noise((T, B, H), 0.1, like)}[draw]
+            "noise": lambda: fast.fast_normal_noise((T, B, H), 0.1, like),
+            "apply": lambda: fast.fast_dropout(prob, 0.4)}[draw]
     registered = fast._ops
     with monkeypatch.context() as m:  # the eager call must not touch the registered ops
         m.setattr(fast, "_ops", lambda: pytest.fail("an eager draw went through the registered op"))

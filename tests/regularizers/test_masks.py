@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rnnreg.kernels import fast
-from rnnreg.regularizers.masks import bernoulli_keep, dropout_mask, keep_mask
+from rnnreg.regularizers.masks import apply_dropout, bernoulli_keep, dropout_mask, keep_mask
 
 from helpers import counter_hash_bits
 
@@ -220,6 +220,56 @@ def test_keep_with_probability_tensor(dtype):
     # Rows with a high keep probability keep more.
     rows = keep.mean(-1)
     assert corr(rows, per_step.detach().squeeze(-1)) > 0.9
+
+
+# ------------------------------------------------------------------------------------------------
+# apply_dropout: x times the mask, in one pass on the fast path
+
+
+def _x(shape, dtype, layout):
+    x = torch.randn(*shape, dtype=dtype)
+    return x.t().contiguous().t() if layout == "transposed" else x  # a column-major view
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape,layout", [((2600, 65), "plain"), ((65, 2600), "transposed"),
+                                          ((3, 4, 5), "plain"), ((0, 3), "plain")])
+@pytest.mark.parametrize("p", [0.0, 0.5, 0.9])
+def test_apply_dropout_is_x_times_the_mask(dtype, shape, layout, p):
+    """The same values and gradient as multiplying by dropout_mask, for the same generator
+    state: the fast path's bits, the fallback's, or those of a dtype neither serves."""
+    x = _x(shape, dtype, layout).requires_grad_()
+    up = torch.randn(shape, dtype=dtype)
+    torch.manual_seed(3)
+    out = apply_dropout(x, p)
+    (grad,) = torch.autograd.grad(out, x, up)
+    torch.manual_seed(3)
+    mask = dropout_mask(shape, p, x)
+    assert out.shape == x.shape and out.dtype == dtype
+    assert torch.equal(out, x * mask)
+    assert torch.equal(grad, up * mask)
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast", "fallback"])
+def test_apply_dropout_second_order_gradients(fast_path, monkeypatch):
+    if not fast_path:
+        monkeypatch.setattr(fast, "fast_available", lambda: False)
+    x = torch.randn(6, 7, dtype=torch.float64, requires_grad=True)
+
+    def dropped(t):  # the same mask at every call of gradcheck
+        torch.manual_seed(11)
+        return apply_dropout(t, 0.4) ** 2
+
+    assert torch.autograd.gradcheck(dropped, (x,))
+    assert torch.autograd.gradgradcheck(dropped, (x,))
+
+
+def test_apply_dropout_in_half_precision_takes_the_mask():
+    x = torch.randn(100, 100, dtype=torch.bfloat16)
+    torch.manual_seed(4)
+    out = apply_dropout(x, 0.3)
+    torch.manual_seed(4)
+    assert torch.equal(out, x * dropout_mask(x.shape, 0.3, x))
 
 
 # ------------------------------------------------------------------------------------------------

@@ -47,6 +47,15 @@ struct ProbP {  // out = u < prob ? 1 : 0
   Key key;
 };
 
+template <typename T>
+struct ApplyP {  // out = x * (bits < t ? 0 : scale)
+  const T* x;
+  T* out;
+  Key key;
+  uint32_t t;
+  T scale;
+};
+
 // Plain loops, no lambdas: a lambda body would not inherit the target of run_avx2 / run_avx512.
 template <typename T>
 RR_INLINE void threshold_k(const ThresholdP<T>& p, int64_t b, int64_t e) {
@@ -58,6 +67,22 @@ RR_INLINE void threshold_k(const ThresholdP<T>& p, int64_t b, int64_t e) {
     T* o = p.out + s;
     uint32_t lo = lo0;  // a 32-bit counter beside j: GCC then keeps a 32-bit vector index
     for (int64_t j = 0, m = stop - s; j < m; ++j, ++lo) o[j] = bits(lo, k0, k1) < t ? below : above;
+  }
+}
+
+// x times dropout_mask's entry, the same product x * m as multiplying by the mask tensor.
+template <typename T>
+RR_INLINE void apply_k(const ApplyP<T>& p, int64_t b, int64_t e) {
+  for (int64_t s = b, stop; s < e; s = stop) {
+    stop = segment_end(s, e);
+    const uint32_t lo0 = static_cast<uint32_t>(s), k0 = p.key.k0, k1 = segment_key(p.key, s);
+    const uint32_t t = p.t;
+    const T zero = 0, scale = p.scale;
+    const T* xi = p.x + s;
+    T* o = p.out + s;
+    uint32_t lo = lo0;
+    for (int64_t j = 0, m = stop - s; j < m; ++j, ++lo)
+      o[j] = xi[j] * (bits(lo, k0, k1) < t ? zero : scale);
   }
 }
 
@@ -97,6 +122,8 @@ template <typename T>
 using ThresholdK = Kernel<T, ThresholdP<T>, &threshold_k<T>, true>;
 template <typename T>
 using ProbK = Kernel<T, ProbP<T>, &prob_k, true>;
+template <typename T>
+using ApplyK = Kernel<T, ApplyP<T>, &apply_k<T>, true>;
 
 // ~1.4 ns per element: below this a mask stays on one thread (a parallel region costs microseconds).
 constexpr int64_t kMaskGrain = 1 << 15;
@@ -140,6 +167,31 @@ Tensor dropout_mask(at::IntArrayRef shape, double p, int64_t seed, at::ScalarTyp
   return threshold_mask<double>(shape, t, 0.0, 1.0 / (1.0 - p), seed, dtype);
 }
 
+// x * dropout_mask(x.shape, p, seed) without the mask: weight drop's forward (x = W_hh) and its
+// backward (x = the gradient, the same seed), one pass over x each, where the mask took three
+// (draw it, multiply, and multiply again in the backward, reading the stored mask).
+template <typename T>
+Tensor apply_mask(const Tensor& x, uint64_t t, T scale, int64_t seed) {
+  if (t == 0) return x.mul(at::Scalar(static_cast<double>(scale)));
+  if (t >> 32) return x.mul(at::Scalar(0.0));
+  Tensor out = at::empty(x.sizes(), x.options());
+  if (out.numel() == 0) return out;
+  run_pointwise<ApplyK<T>>(ApplyP<T>{x.data_ptr<T>(), out.data_ptr<T>(), make_key(seed),
+                                     static_cast<uint32_t>(t), scale},
+                           out.numel(), kMaskGrain);
+  return out;
+}
+
+Tensor dropout_apply(const Tensor& x, double p, int64_t seed) {
+  TORCH_CHECK(x.device().is_cpu(), "rnnreg masks: CPU tensors only, got ", x.device());
+  check_dtype(x.scalar_type());
+  const Tensor xc = x.contiguous();  // element i is the i-th in row-major order, as in the mask
+  const uint64_t t = threshold(p, x.scalar_type());
+  if (x.scalar_type() == at::kFloat)
+    return apply_mask<float>(xc, t, 1.0f / static_cast<float>(1.0 - p), seed);
+  return apply_mask<double>(xc, t, 1.0 / (1.0 - p), seed);
+}
+
 Tensor keep_mask_const(at::IntArrayRef shape, double prob, int64_t seed, at::ScalarType dtype) {
   check_dtype(dtype);
   const uint64_t t = threshold(prob, dtype);
@@ -172,6 +224,7 @@ TORCH_LIBRARY_FRAGMENT(rnnreg_fast, m) {
   m.def("dropout_mask(int[] shape, float p, int seed, ScalarType dtype) -> Tensor",
         &rnnreg_fast::dropout_mask);
   m.def("keep_mask(Tensor prob, int seed) -> Tensor", &rnnreg_fast::keep_mask);
+  m.def("dropout_apply(Tensor x, float p, int seed) -> Tensor", &rnnreg_fast::dropout_apply);
   m.def("keep_mask_const(int[] shape, float prob, int seed, ScalarType dtype) -> Tensor",
         &rnnreg_fast::keep_mask_const);
 }

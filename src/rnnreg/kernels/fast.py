@@ -26,7 +26,7 @@ from .precision import outside_cpu_autocast
 from .shapes import check_shapes
 
 __all__ = ["build_directory", "fast_available", "lstm_fast", "gru_fast", "rnn_fast",
-           "fast_dropout_mask", "fast_keep_mask", "fast_keep_mask_const", "fast_normal_noise"]
+           "fast_dropout", "fast_dropout_mask", "fast_keep_mask", "fast_keep_mask_const", "fast_normal_noise"]
 
 _ACTIVATIONS = {"tanh": 0, "relu": 1, "trec": 2}
 
@@ -187,6 +187,15 @@ def _shaped_draw(name: str, shape: tuple[int, ...] | torch.Size, value: float, l
 def fast_dropout_mask(shape: tuple[int, ...] | torch.Size, p: float, like: Tensor) -> Tensor:
     """Entries 0 with probability p, else 1/(1-p), in like's dtype (CPU float32 / float64)."""
     return _shaped_draw("dropout_mask", shape, p, like)
+
+
+def fast_dropout(x: Tensor, p: float) -> Tensor:
+    """``x * fast_dropout_mask(x.shape, p, x)`` (the same values for the same generator state)
+    in one pass, the mask never stored: its backward draws it again from the seed."""
+    seed = _seed()
+    if _recorded(seed) or not fast_eager.eager_call(x):
+        return _ops().dropout_apply(x, seed, float(p))
+    return fast_eager.DropoutApply.apply(x, float(p), int(seed))
 
 
 def fast_keep_mask(prob: Tensor) -> Tensor:

@@ -101,3 +101,17 @@ def gru_forward(*inputs) -> tuple[Tensor, ...]:
 def rnn_forward(*inputs) -> tuple[Tensor, ...]:
     """As ``torch.ops.rnnreg.rnn_forward``, eagerly."""
     return _Rnn.apply(*inputs)
+
+
+class DropoutApply(torch.autograd.Function):
+    """The eager route of ``fast_ops.dropout_apply`` (weight drop): the same kernel with a plain
+    integer seed; its backward is the same call on the gradient, itself differentiable."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, p: float, seed: int) -> Tensor:
+        ctx.p, ctx.seed = p, seed
+        return native_ops().dropout_apply(x, p, seed)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return DropoutApply.apply(grad, ctx.p, ctx.seed), None, None

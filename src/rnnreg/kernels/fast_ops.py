@@ -322,6 +322,29 @@ for _op in (dropout_mask, keep_mask_const, normal_noise):
     _op.register_fake(_shaped_like)
 
 
+@custom_op("rnnreg::dropout_apply", mutates_args=(), device_types="cpu")
+def dropout_apply(x: Tensor, seed: Tensor, p: float) -> Tensor:
+    """``x * dropout_mask(seed, x, p)`` without the mask (csrc/masks.cpp). Linear in x with the
+    same mask, so its gradient is itself applied to the incoming gradient: exact to any order."""
+    return native_ops().dropout_apply(x, p, int(seed.item()))
+
+
+@dropout_apply.register_fake
+def _(x, seed, p):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+def _dropout_apply_setup(ctx, inputs, output):
+    ctx.seed, ctx.p = inputs[1], inputs[2]
+
+
+def _dropout_apply_backward(ctx, grad):
+    return dropout_apply(grad, ctx.seed, ctx.p), None, None
+
+
+dropout_apply.register_autograd(_dropout_apply_backward, setup_context=_dropout_apply_setup)
+
+
 # Under CPU autocast the kernel's own matrix products would return bf16 / fp16 into float32
 # buffers; registered here, autocast hands each recurrence op float32 arguments and runs it with
 # autocast off (kernels/precision.py then casts the outputs to autocast's dtype for the layers).

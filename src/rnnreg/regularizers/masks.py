@@ -69,6 +69,17 @@ def dropout_mask(shape: tuple[int, ...] | torch.Size, p: float, like: Tensor) ->
     return keep.to(like.dtype).div_(1.0 - p)
 
 
+def apply_dropout(x: Tensor, p: float) -> Tensor:
+    """``x * dropout_mask(x.shape, p, x)``: the same values for the same generator state, and
+    the same gradient (the mask times the incoming one). On the fast path one pass over x, the
+    mask never stored (its backward draws it again from the seed): weight drop's W_hh, where
+    drawing, storing and twice reading a mask of the matrix's size cost about three passes."""
+    fast = _fast(x)
+    if fast is not None:
+        return fast.fast_dropout(x, p)
+    return x * dropout_mask(x.shape, p, x)
+
+
 def bernoulli_keep(prob: Tensor) -> Tensor:
     """Binary mask, 1 with the given per-element probability (zoneout's 'keep the old value')."""
     fast = _fast(prob)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from .masks import check_probability, dropout_mask
+from .masks import apply_dropout, check_probability
 from .reparametrize import _ReparametrizedWrapper
 
 
@@ -24,7 +24,7 @@ def drop_weight(weight: Tensor, p: float, training: bool) -> Tensor:
     p = check_probability("p", p)
     if not training or p == 0.0:
         return weight
-    return weight * dropout_mask(weight.shape, p, weight)
+    return apply_dropout(weight, p)
 
 
 class WeightDrop(_ReparametrizedWrapper):
