@@ -181,26 +181,30 @@ def make_step(modules: list[torch.nn.Module], x: torch.Tensor, weight: torch.Ten
 
 
 # glibc's mallopt parameters (malloc.h)
-M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -2, -3, -4
+STEADY = ((M_MMAP_MAX, 0), (M_MMAP_THRESHOLD, 32 << 20), (M_TRIM_THRESHOLD, 1 << 30), (M_TOP_PAD, 64 << 20))
 
 
-def steady_malloc() -> bool:
+def steady_malloc() -> str:
     """Keep freed tensors' memory in the process, as PyTorch's CUDA caching allocator does.
 
     glibc serves blocks above its mmap threshold with fresh mmaps and gives the heap's free top
     back to the kernel beyond its trim threshold; both thresholds move with the history of frees,
     so the same step can take each of its large buffers' pages as new zero-filled ones (one minor
-    fault per 4 KiB page) or reuse them. Measured on 2026-12-03 (2-core Xeon, medium size): the
-    same torch.nn.LSTM step took 183 ms with 31,000 faults per iteration and 136 ms with 30,
-    depending on what ran before it, so a paired ratio could swing by a third. Fixing the mmap
-    threshold at glibc's maximum (32 MiB) and never trimming makes every block up to 32 MiB come
-    back from the heap after the warm-up. Returns False where there is no glibc mallopt (macOS,
-    musl), leaving the allocator as it is."""
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
-    if mallopt is None:
-        return False
-    settings = ((M_MMAP_THRESHOLD, 32 << 20), (M_TRIM_THRESHOLD, 1 << 30), (M_TOP_PAD, 64 << 20))
-    return all(mallopt(option, value) == 1 for option, value in settings)
+    fault per 4 KiB page) or reuse them, which moved the paired ratio of two identical ATen calls
+    by tenths (benchmarks/README.md, "Allocator", with the runs). Here: no mmap at all (so no
+    size cap), a high threshold in case it is re-enabled, never trim.
+    Returns the setting in force: "steady"; "default" where there is no glibc mallopt (macOS,
+    musl, Windows) or it refused the first setting; "partial: ..." naming the settings refused
+    after others took effect."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):
+        return "default"
+    refused = [f"mallopt({option}, {value})" for option, value in STEADY if mallopt(option, value) != 1]
+    if not refused:
+        return "steady"
+    return "default" if len(refused) == len(STEADY) else "partial: refused " + ", ".join(refused)
 
 
 def minor_faults() -> int:
@@ -357,10 +361,9 @@ def main(argv=None) -> int:
     if args.threads or args.quick:
         torch.set_num_threads(args.threads or 1)
     sizes = QUICK_SIZES if args.quick else SIZES
-    malloc = args.malloc
-    if malloc == "steady" and not steady_malloc():
-        malloc = "default"
-        log("--malloc steady: no glibc mallopt here, the allocator keeps its own thresholds")
+    malloc = steady_malloc() if args.malloc == "steady" else "default"
+    if args.malloc == "steady" and malloc != "steady":
+        log(f"--malloc steady: {malloc} (glibc's mallopt is missing or refused the setting)")
     peak, peak_by = peak_flops(256 if args.quick else 2048)
     log(f"peak float32 matmul: {peak / 1e9:.1f} GFLOP/s ({peak_by}) on {torch.get_num_threads()} threads")
     for size_name in args.sizes:

@@ -12,8 +12,9 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
+from .kernels.autograd_modes import plain_autograd
+from .kernels.squared_sums import MeanOfSquares, MeanOfSquaredSteps
 from .regularizers.masks import check_nonnegative
-from .kernels.squared_sums import SumOfSquares, SumOfSquaredSteps
 
 NORM_STABILIZER_COSTS = ("norm", "delta", "relative", "l1", "target", "endpoints")
 
@@ -54,8 +55,8 @@ def ar(h: Tensor, alpha: float, lengths: Tensor | None = None) -> Tensor:
     alpha = check_nonnegative("alpha", alpha)
     if alpha == 0.0:
         return _zero(h)
-    if lengths is None:  # the closed-form backward (kernels/squared_sums.py); the same value
-        return alpha * (SumOfSquares.apply(h) / h.numel())
+    if lengths is None and plain_autograd():  # the closed-form backward (kernels/squared_sums.py)
+        return alpha * MeanOfSquares.apply(h)
     return alpha * _mean(h.pow(2), step_mask(lengths, h.shape[0], h))
 
 
@@ -69,10 +70,10 @@ def tar(h: Tensor, beta: float, lengths: Tensor | None = None) -> Tensor:
     beta = check_nonnegative("beta", beta)
     if beta == 0.0 or h.shape[0] < 2:
         return _zero(h)
-    if lengths is None:  # the closed-form backward (kernels/squared_sums.py); the same value
-        return beta * (SumOfSquaredSteps.apply(h) / h[1:].numel())
+    if lengths is None and plain_autograd():  # the closed-form backward (kernels/squared_sums.py)
+        return beta * MeanOfSquaredSteps.apply(h)
     mask = step_mask(lengths, h.shape[0], h)
-    return beta * _mean((h[1:] - h[:-1]).pow(2), mask[1:] * mask[:-1])
+    return beta * _mean((h[1:] - h[:-1]).pow(2), None if mask is None else mask[1:] * mask[:-1])
 
 
 def _norms(seq: Tensor, cost: str) -> Tensor:

@@ -24,8 +24,8 @@ def _torch_lstm_runs_under_bf16_autocast() -> bool:
         return False
     return True
 KEYS = {"size", "config", "cell", "baseline", "tokens_per_s", "baseline_tokens_per_s", "ratio",
-        "ratio_min", "ratio_max", "peak_fraction", "peak_gflops", "peak_by", "autocast", "repeats", "threads", "torch",
-        "malloc", "faults_per_iter", "baseline_faults_per_iter"}
+        "ratio_min", "ratio_max", "peak_fraction", "peak_gflops", "peak_by", "autocast", "repeats", "threads",
+        "torch", "malloc", "faults_per_iter", "baseline_faults_per_iter"}
 GLIBC = platform.libc_ver()[0] == "glibc"
 
 
@@ -59,9 +59,27 @@ def test_quick_run_prints_json_lines():
     assert twinned == {"weight_drop", "locked_dropout", "ar_tar", "awd_all", "weight_noise"}, twinned
 
 
-def test_malloc_default_leaves_the_allocator_alone():
-    done = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--sizes", "small", "--configs", "fused",
-                           "--malloc", "default"], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    (row,) = [json.loads(line) for line in done.stdout.splitlines()]
+def test_malloc_default_leaves_the_allocator_alone(monkeypatch, capsys):
+    """In-process, so that a call to mallopt would be seen: --malloc default never makes it."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import bench_layers
+
+    monkeypatch.setattr(bench_layers, "steady_malloc", lambda: pytest.fail("mallopt was called"))
+    monkeypatch.setattr(bench_layers, "json_stdout", lambda: sys.stdout)
+    threads = torch.get_num_threads()
+    try:
+        argv = ["--quick", "--sizes", "small", "--configs", "fused", "--malloc", "default"]
+        assert bench_layers.main(argv) == 0
+    finally:
+        torch.set_num_threads(threads)
+    (row,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert row["malloc"] == "default" and row["config"] == "fused", row
+
+
+@pytest.mark.skipif(not GLIBC, reason="glibc's mallopt")
+def test_steady_malloc_takes_every_setting():
+    """In a subprocess (the setting is for the whole process): glibc accepts all four."""
+    code = (f"import sys; sys.path.insert(0, {str(SCRIPT.parent)!r}); import bench_layers; "
+            "print(bench_layers.steady_malloc())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "steady", done.stderr[-2000:]

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from rnnreg.kernels import fast
+from rnnreg.kernels import fast, fast_eager
 from rnnreg.regularizers.masks import apply_dropout, bernoulli_keep, dropout_mask, keep_mask
 
 from helpers import counter_hash_bits
@@ -262,6 +262,41 @@ def test_apply_dropout_second_order_gradients(fast_path, monkeypatch):
 
     assert torch.autograd.gradcheck(dropped, (x,))
     assert torch.autograd.gradgradcheck(dropped, (x,))
+
+
+def test_apply_dropout_under_torch_func_and_forward_mode():
+    """No tangent or vmap rule on the one-pass route: torch.func and forward-mode AD get the same
+    mask multiplied in by torch."""
+    x = torch.randn(40, 30)
+    torch.manual_seed(2)
+    mask = dropout_mask(x.shape, 0.5, x)
+
+    def f(t):
+        torch.manual_seed(2)
+        return (apply_dropout(t, 0.5) * 3.0).sum()
+
+    assert torch.equal(torch.func.grad(f)(x), mask * 3.0)
+    tangent = torch.randn_like(x)
+    with torch.autograd.forward_ad.dual_level():
+        torch.manual_seed(2)
+        dual = apply_dropout(torch.autograd.forward_ad.make_dual(x, tangent), 0.5)
+        assert torch.equal(torch.autograd.forward_ad.unpack_dual(dual).tangent, tangent * mask)
+
+
+@needs_fast
+def test_apply_dropout_registered_op_gradients():
+    """The registered op (what a compiler or tracer records) against the eager route: the same
+    gradient, and a second backward through it exact (the op is linear in x)."""
+    x = torch.randn(20, 30, dtype=torch.float64, requires_grad=True)
+    seed = torch.tensor([123], dtype=torch.int64)
+    out = torch.ops.rnnreg.dropout_apply(x, seed, 0.4)
+    eager = fast_eager.DropoutApply.apply(x, 0.4, 123)
+    assert torch.equal(out, eager)
+    up = torch.randn_like(x)
+    (g_op,) = torch.autograd.grad(out, x, up, create_graph=True)
+    (g_eager,) = torch.autograd.grad(eager, x, up)
+    assert torch.equal(g_op, g_eager)
+    assert torch.autograd.gradgradcheck(lambda t: torch.ops.rnnreg.dropout_apply(t, seed, 0.4) ** 2, (x,))
 
 
 def test_apply_dropout_in_half_precision_takes_the_mask():

@@ -21,12 +21,13 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from . import fast_eager
 from . import fast_ops  # noqa: F401 - registers torch.ops.rnnreg.*
+from .autograd_modes import plain_autograd
 from .build import build_directory, fast_available, native_ops
 from .precision import outside_cpu_autocast
 from .shapes import check_shapes
 
-__all__ = ["build_directory", "fast_available", "lstm_fast", "gru_fast", "rnn_fast",
-           "fast_dropout", "fast_dropout_mask", "fast_keep_mask", "fast_keep_mask_const", "fast_normal_noise"]
+__all__ = ["build_directory", "fast_available", "lstm_fast", "gru_fast", "rnn_fast", "fast_dropout",
+           "fast_dropout_mask", "fast_keep_mask", "fast_keep_mask_const", "fast_normal_noise"]
 
 _ACTIVATIONS = {"tanh": 0, "relu": 1, "trec": 2}
 
@@ -193,8 +194,11 @@ def fast_dropout(x: Tensor, p: float) -> Tensor:
     """``x * fast_dropout_mask(x.shape, p, x)`` (the same values for the same generator state)
     in one pass, the mask never stored: its backward draws it again from the seed."""
     seed = _seed()
-    if _recorded(seed) or not fast_eager.eager_call(x):
-        return _ops().dropout_apply(x, seed, float(p))
+    if _recorded(seed):
+        return _ops().dropout_apply(x, seed, float(p))  # note the op's order: (x, seed, p)
+    if not plain_autograd() or not fast_eager.eager_call(x):
+        # torch.func / forward-mode AD: the same mask (same seed) multiplied in by torch
+        return x * native_ops().dropout_mask(list(x.shape), float(p), int(seed), x.dtype)
     return fast_eager.DropoutApply.apply(x, float(p), int(seed))
 
 

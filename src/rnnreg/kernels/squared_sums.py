@@ -1,17 +1,19 @@
-"""Sums of squares with hand-written backward passes, for AR and TAR (rnnreg/penalties.py).
+"""Means of squares with hand-written backward passes, for AR and TAR (rnnreg/penalties.py).
 
 Why: written as ``alpha * h.pow(2).mean()`` and ``beta * (h[1:] - h[:-1]).pow(2).mean()``,
 autograd's backward makes about ten passes over (T, B, H) tensors: the mean's expanded gradient,
-the power's two multiplications, the subtraction's negation and two zero-filled slice gradients
-and their sum. Here forward + backward of AR + TAR (Merity et al. 2017) take 334 against 472 us
-on the small benchmark size's output and 6.4 against 14.3 ms on AWD-LSTM's (2-core Xeon,
-2026-12-03: benchmarks/bench_kernel_parts.py, "regularizers"); on tiny tensors the Python
-overhead of an autograd.Function makes them some tens of microseconds slower. The forward values
-are the autograd form's sums (``square().sum()``, torch's pairwise sum;
-tests/kernels/test_squared_sums.py); the gradients are the closed forms, ``2 g h`` for AR and
-``2 g L h`` for TAR, where ``L = D^T D`` is the second difference along time (D the first
-difference). Both backward passes are built from differentiable operations on the saved input, so
-second-order gradients (a gradient penalty, a Hessian-vector product) are exact too.
+the power's two multiplications, the subtraction's negation and two zero-filled slice gradients and
+their sum. Here forward + backward of AR + TAR (Merity et al. 2017) take 446 against 477 us on the
+small benchmark size's output and 7.0 against 19.9 ms on AWD-LSTM's (2-core Xeon, 2026-12-03:
+benchmarks/bench_kernel_parts.py, "regularizers"); on tiny tensors the Python overhead of an
+autograd.Function makes them some tens of microseconds slower. The forward values are the autograd
+form's, bit for bit in every dtype (tests/kernels/test_squared_sums.py); the gradients are the
+closed forms, ``2 g h / n`` for AR and ``2 g L h / n`` for TAR, where ``L = D^T D`` is the second
+difference along time (D the first difference). Both backward passes are built from differentiable
+operations on the saved input, so second-order gradients (a gradient penalty, a Hessian-vector
+product) are exact too. They are for plain autograd only: under forward-mode AD or a torch.func
+transform ``autograd_modes.plain_autograd()`` is False and the penalties take the autograd forms (a
+custom ``jvp`` would make dynamo refuse ``fullgraph=True`` around them).
 """
 
 from __future__ import annotations
@@ -20,44 +22,64 @@ import torch
 from torch import Tensor
 
 
-class SumOfSquares(torch.autograd.Function):
-    """``sum(h ** 2)`` over every element; gradient ``2 g h``."""
+class MeanOfSquares(torch.autograd.Function):
+    """``mean(h ** 2)`` over every element, the very expression ``h.pow(2).mean()`` (its bits in
+    every dtype: half precision accumulates in float32 and rounds once); gradient ``2 g h / n``."""
 
     @staticmethod
-    def forward(ctx, h: Tensor) -> Tensor:
+    def forward(h: Tensor) -> Tensor:
+        return h.square().mean()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        (h,) = inputs
         ctx.save_for_backward(h)
-        return h.square().sum()
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
         (h,) = ctx.saved_tensors
-        return h * (2 * grad)
+        return h * (grad * (2.0 / h.numel()))
 
 
-class SumOfSquaredSteps(torch.autograd.Function):
-    """``sum((h[1:] - h[:-1]) ** 2)`` for h (T, B, ...) with T >= 2; gradient ``2 g L h``."""
+
+class MeanOfSquaredSteps(torch.autograd.Function):
+    """``mean((h[1:] - h[:-1]) ** 2)`` for h (T, B, ...) with T >= 2, the autograd form's bits;
+    gradient ``2 g L h / n`` with n the number of differences."""
 
     @staticmethod
-    def forward(ctx, h: Tensor) -> Tensor:
+    def forward(h: Tensor) -> Tensor:
+        return torch.diff(h, dim=0).square().mean()
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        # Saves h itself (alive anyway as the layer's output) instead of the differences: an
+        # in-place change to h before the backward is then caught by autograd's version check.
+        (h,) = inputs
         ctx.save_for_backward(h)
-        return torch.diff(h, dim=0).square().sum()
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
         (h,) = ctx.saved_tensors
-        return SecondDifference.apply(h) * (2 * grad)
+        return SecondDifference.apply(h) * (grad * (2.0 / h[1:].numel()))
+
 
 
 class SecondDifference(torch.autograd.Function):
-    """``L h = D^T D h`` along dim 0. L is symmetric, so its backward is L applied to the gradient."""
+    """``L h = D^T D h`` along dim 0. L is linear and symmetric, so its backward is L applied to
+    the gradient."""
 
     @staticmethod
-    def forward(ctx, h: Tensor) -> Tensor:
+    def forward(h: Tensor) -> Tensor:
         return second_difference(h)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        pass
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
         return SecondDifference.apply(grad)
+
 
 
 def second_difference(h: Tensor) -> Tensor:
