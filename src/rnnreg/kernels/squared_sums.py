@@ -22,7 +22,18 @@ import torch
 from torch import Tensor
 
 
-class MeanOfSquares(torch.autograd.Function):
+class _SavesItsInput(torch.autograd.Function):
+    """A penalty of one sequence h whose backward reads h itself (alive anyway as the layer's
+    output), not an intermediate: nothing else is kept, and an in-place change to h before the
+    backward is caught by autograd's version check."""
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        (h,) = inputs
+        ctx.save_for_backward(h)
+
+
+class MeanOfSquares(_SavesItsInput):
     """``mean(h ** 2)`` over every element, the very expression ``h.pow(2).mean()`` (its bits in
     every dtype: half precision accumulates in float32 and rounds once); gradient ``2 g h / n``."""
 
@@ -31,18 +42,12 @@ class MeanOfSquares(torch.autograd.Function):
         return h.square().mean()
 
     @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        (h,) = inputs
-        ctx.save_for_backward(h)
-
-    @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
         (h,) = ctx.saved_tensors
         return h * (grad * (2.0 / h.numel()))
 
 
-
-class MeanOfSquaredSteps(torch.autograd.Function):
+class MeanOfSquaredSteps(_SavesItsInput):
     """``mean((h[1:] - h[:-1]) ** 2)`` for h (T, B, ...) with T >= 2, the autograd form's bits;
     gradient ``2 g L h / n`` with n the number of differences."""
 
@@ -51,17 +56,9 @@ class MeanOfSquaredSteps(torch.autograd.Function):
         return torch.diff(h, dim=0).square().mean()
 
     @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        # Saves h itself (alive anyway as the layer's output) instead of the differences: an
-        # in-place change to h before the backward is then caught by autograd's version check.
-        (h,) = inputs
-        ctx.save_for_backward(h)
-
-    @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
         (h,) = ctx.saved_tensors
         return SecondDifference.apply(h) * (grad * (2.0 / h[1:].numel()))
-
 
 
 class SecondDifference(torch.autograd.Function):
