@@ -66,17 +66,12 @@ class SecondDifference(torch.autograd.Function):
     the gradient."""
 
     @staticmethod
-    def forward(h: Tensor) -> Tensor:
+    def forward(ctx, h: Tensor) -> Tensor:  # nothing to save: L does not depend on h
         return second_difference(h)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        pass
 
     @staticmethod
     def backward(ctx, grad: Tensor) -> Tensor:
         return SecondDifference.apply(grad)
-
 
 
 def second_difference(h: Tensor) -> Tensor:
