@@ -20,9 +20,9 @@ torch's oneDNN inner product, named in ``peak_by``; measured at start and also l
 line on stderr); ``peak_fraction`` is the matmul FLOP rate over that float32 peak for every row,
 bf16 ones included.
 
-The regularized fused configurations (weight drop, locked dropout, AR/TAR, weight noise) are also
-timed against a plain-PyTorch twin doing the same regularization (torch_regularized.py), in the
-same repeats: ``ratio_same_work``. ``ratio_min`` / ``ratio_max`` give the spread of the repeats.
+The configurations regularized by weight drop, locked dropout, AR/TAR or weight noise alone (on
+the fused path, and AWD-LSTM's set on the stepwise one) are also timed against a plain-PyTorch twin
+doing the same regularization (torch_regularized.py), in the same repeats: ``ratio_same_work``. ``ratio_min`` / ``ratio_max`` give the spread of the repeats.
 
 By default glibc's malloc is made steady first (``--malloc steady``: ``steady_malloc``), so that
 neither contender's time depends on which of them last made glibc return memory to the kernel;
@@ -93,6 +93,8 @@ CONFIGS = [
     Config("locked_dropout", layer=FUSED, dropouts=AWD_DROPOUTS),
     Config("ar_tar", layer=FUSED, penalty="ar_tar"),
     Config("awd_all", layer={**FUSED, "weight_p": 0.5}, dropouts=AWD_DROPOUTS, penalty="ar_tar"),
+    # The same set on the stepwise kernel, a user's choice where it outruns the fused ATen call
+    Config("awd_all_stepwise", layer={**STEPWISE, "weight_p": 0.5}, dropouts=AWD_DROPOUTS, penalty="ar_tar"),
     Config("stepwise", layer=STEPWISE),
     Config("zoneout", layer={**STEPWISE, "zoneout_h_p": 0.05, "zoneout_c_p": 0.5}),  # Krueger et al.'s LSTM rates
     Config("recurrent_dropout", layer={**STEPWISE, "recurrent_dropout": 0.25}),
@@ -110,6 +112,8 @@ CONFIGS = [
     Config("rnn_stepwise", cell="rnn", layer=STEPWISE),
     Config("rnn_stepwise_bf16", cell="rnn", layer=STEPWISE, autocast=torch.bfloat16),
 ]
+# The layer keywords the plain-PyTorch twin reproduces; a per-step one (zoneout, ...) has no twin.
+TWINNABLE = {"implementation", "weight_p", "weight_noise_std"}
 BASELINES = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}
 CANDIDATES = {"lstm": rnnreg.LSTM, "gru": rnnreg.GRU, "rnn": rnnreg.RNN}
 
@@ -139,9 +143,10 @@ def build(size: Size, cfg: Config, baseline: bool) -> list[torch.nn.Module]:
 
 def build_twin(size: Size, cfg: Config) -> list[torch.nn.Module] | None:
     """The plain-PyTorch twin doing the configuration's regularization (torch_regularized.py), for
-    the fused LSTM configurations with a regularizer; None for the others."""
+    the LSTM configurations with only a regularizer it has (on either path); None for the others."""
     weight_p, noise = cfg.layer.get("weight_p", 0.0), cfg.layer.get("weight_noise_std", 0.0)
-    if (cfg.cell != "lstm" or cfg.layer.get("implementation") != "fused" or cfg.autocast
+    twinnable = set(cfg.layer) <= TWINNABLE and cfg.penalty in (None, "ar_tar")
+    if (cfg.cell != "lstm" or not twinnable or cfg.autocast
             or not (weight_p or noise or cfg.dropouts or cfg.penalty)):
         return None
     count = len(size.modules)
@@ -182,7 +187,8 @@ def make_step(modules: list[torch.nn.Module], x: torch.Tensor, weight: torch.Ten
 
 # glibc's mallopt parameters (malloc.h)
 M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -2, -3, -4
-STEADY = ((M_MMAP_MAX, 0), (M_MMAP_THRESHOLD, 32 << 20), (M_TRIM_THRESHOLD, 1 << 30), (M_TOP_PAD, 64 << 20))
+# -1 turns trimming off (mallopt(3)); a finite threshold, even 1 GiB, was crossed at the AWD size.
+STEADY = ((M_MMAP_MAX, 0), (M_MMAP_THRESHOLD, 32 << 20), (M_TRIM_THRESHOLD, -1), (M_TOP_PAD, 64 << 20))
 
 
 def steady_malloc() -> str:
