@@ -22,7 +22,8 @@ bf16 ones included.
 
 The configurations regularized by weight drop, locked dropout, AR/TAR or weight noise alone (on
 the fused path, and AWD-LSTM's set on the stepwise one) are also timed against a plain-PyTorch twin
-doing the same regularization (torch_regularized.py), in the same repeats: ``ratio_same_work``. ``ratio_min`` / ``ratio_max`` give the spread of the repeats.
+doing the same regularization (torch_regularized.py), in the same repeats: ``ratio_same_work``.
+``ratio_min`` / ``ratio_max`` give the spread of the repeats.
 
 By default glibc's malloc is made steady first (``--malloc steady``: ``steady_malloc``), so that
 neither contender's time depends on which of them last made glibc return memory to the kernel;

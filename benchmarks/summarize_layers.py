@@ -1,7 +1,9 @@
 """Summarize bench_layers.py results files as one Markdown table: a row per configuration (in
 bench_layers.py's order), a column per size, each cell the paired ratio to torch.nn's layer (the
 range of the files' medians when several files measured it), the repeats' spread in brackets with
-``--spread``, the same-work ratio in parentheses with ``--same-work``.
+``--spread``, the same-work ratio in parentheses with ``--same-work``; ``--max-faults`` leaves out
+the lines where glibc's allocator handed a contender fresh pages (benchmarks/README.md, "Allocator").
+A malformed line, or a configuration or size no file has, is one line on stderr and exit status 2.
 
 The README's Speed tables are this script's output; their provenance is the command line above
 each one:
@@ -18,9 +20,26 @@ import sys
 from pathlib import Path
 
 SIZES = ("small", "medium", "awd")
+NUMBERS = ("ratio", "peak_gflops")  # every line has these; --spread needs ratio_min and ratio_max too
+TEXTS = ("config", "baseline", "torch")
 
 
-def read_rows(paths: list[Path]) -> list[dict]:
+def checked(row: object, where: str, spread: bool) -> dict:
+    """The line as a dict, or a ValueError naming the file and line and what is wrong with it."""
+    if not isinstance(row, dict):
+        raise ValueError(f"{where}: not a JSON object")
+    for key in NUMBERS + (("ratio_min", "ratio_max") if spread else ()):
+        if not isinstance(row.get(key), (int, float)):
+            raise ValueError(f"{where}: {key!r} is missing or not a number")
+    for key in TEXTS:
+        if not isinstance(row.get(key), str):
+            raise ValueError(f"{where}: {key!r} is missing or not a string")
+    if row.get("size") not in SIZES:
+        raise ValueError(f"{where}: size {row.get('size')!r} is not one of {', '.join(SIZES)}")
+    return row
+
+
+def read_rows(paths: list[Path], spread: bool = False) -> list[dict]:
     """Every full (not --quick) result line of the files, in file order."""
     rows = []
     for path in paths:
@@ -31,9 +50,16 @@ def read_rows(paths: list[Path]) -> list[dict]:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path}:{number}: not a JSON line ({err.msg})") from None
+            row = checked(row, f"{path}:{number}", spread)
             if not row.get("quick", False):
                 rows.append(row)
     return rows
+
+
+def faulted(row: dict, limit: float | None) -> bool:
+    """Whether either contender took more than ``limit`` minor page faults per iteration (lines
+    from before bench_layers.py counted them pass)."""
+    return limit is not None and max(row.get("faults_per_iter", 0), row.get("baseline_faults_per_iter", 0)) > limit
 
 
 def span(values: list[float], digits: int = 2) -> str:
@@ -101,8 +127,23 @@ def table(rows: list[dict], same_work: bool = False, configs: list[str] | None =
     for config in configs:
         mine = [r for r in rows if r["config"] == config]
         cells = [cell([r for r in mine if r["size"] == s], same_work, spread) for s in sizes]
-        lines.append(f"| `{config}` | {baseline(mine[0])} | {' | '.join(cells)} |")
+        against = ", ".join(dict.fromkeys(baseline(r) for r in mine))
+        lines.append(f"| `{config}` | {against} | {' | '.join(cells)} |")
     return "\n".join(lines + ["", machine_line(rows)])
+
+
+def select(rows: list[dict], configs: str | None, sizes: str | None, max_faults: float | None):
+    """The rows asked for, the configurations' order (None: bench_layers.py's) and how many rows
+    ``max_faults`` left out. A name no file has is an error, not an empty table."""
+    for names, field in ((configs, "config"), (sizes, "size")):
+        missing = [n for n in (names.split(",") if names else ()) if all(r[field] != n for r in rows)]
+        if missing:
+            raise ValueError(f"no {field} {', '.join(map(repr, missing))} in these files")
+    order = configs.split(",") if configs else None
+    rows = [r for r in rows if (not order or r["config"] in order)
+            and (not sizes or r["size"] in sizes.split(","))]
+    kept = [r for r in rows if not faulted(r, max_faults)]
+    return kept, order, len(rows) - len(kept)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,26 +151,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("files", nargs="+", type=Path, help="bench_layers.py JSON-lines results")
     parser.add_argument("--configs", help="comma-separated configurations to keep, in this order "
                                           "(default: all, in bench_layers.py's order)")
-    parser.add_argument("--sizes", help="comma-separated sizes to keep (default: all)")
+    parser.add_argument("--sizes", help=f"comma-separated sizes to keep, of {','.join(SIZES)} (default: all)")
     parser.add_argument("--same-work", action="store_true",
                         help="add the ratio to the same regularizers in plain PyTorch, in parentheses")
     parser.add_argument("--spread", action="store_true",
                         help="add the slowest and the fastest repeat's ratio, in brackets")
+    parser.add_argument("--max-faults", type=float, metavar="N",
+                        help="leave out lines where a contender took more than N minor page faults "
+                             "per iteration (the allocator's noise, benchmarks/README.md)")
     args = parser.parse_args(argv)
     try:
-        rows = read_rows(args.files)
-        keep = args.configs.split(",") if args.configs else None
-        if keep:
-            rows = [r for r in rows if r["config"] in keep]
-        if args.sizes:
-            rows = [r for r in rows if r["size"] in args.sizes.split(",")]
-        order = [c for c in keep if any(r["config"] == c for r in rows)] if keep else None
-        print(table(rows, args.same_work, order, args.spread))
+        rows, order, dropped = select(read_rows(args.files, args.spread), args.configs, args.sizes,
+                                      args.max_faults)
+        if order:
+            order = [c for c in order if any(r["config"] == c for r in rows)]
+        text = table(rows, args.same_work, order, args.spread)
+        if dropped:  # on the machine line, the table's last
+            text += (f"; {dropped} line{'s' if dropped > 1 else ''} with more than "
+                     f"{args.max_faults:g} minor page faults per iteration left out")
+        print(text)
     except (OSError, ValueError) as err:
         print(f"summarize_layers.py: {err}", file=sys.stderr)
-        return 2
-    except KeyError as err:
-        print(f"summarize_layers.py: a result line lacks the field {err}", file=sys.stderr)
         return 2
     return 0
 

@@ -1,8 +1,10 @@
-"""The regularized fused configurations written in plain PyTorch, as a user without rnnreg would.
+"""bench_layers.py's regularized configurations written in plain PyTorch, as a user without rnnreg
+would.
 
 bench_layers.py compares each rnnreg stack with a plain torch.nn stack (``ratio``); for the
-configurations whose regularizers run beside the fused kernel (weight drop, locked dropout,
-AR/TAR, weight noise) it also times this twin, which does the same extra work the usual way:
+configurations whose regularizers run beside the recurrence (weight drop, locked dropout, AR/TAR,
+weight noise; on the fused path, and AWD-LSTM's set on the stepwise one too) it also times this
+twin, which does the same extra work the usual way:
 torch.nn.LSTM modules, one per layer so that dropout can sit between them, AWD-LSTM's weight drop
 (Merity et al. 2017: a dropped copy of W_hh passed in for the call, here with
 ``torch.func.functional_call``) and locked dropout (one ``bernoulli_`` mask per sequence batch,

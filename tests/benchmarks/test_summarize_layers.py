@@ -82,23 +82,42 @@ def test_filters_keep_the_asked_order(summarize, tmp_path, capsys):
     assert [line.split("|")[1].strip() for line in lines[2:4]] == ["`peepholes`", "`fused`"]
 
 
-@pytest.mark.parametrize("content, message", [
-    ("not json\n", "a.jsonl:1: not a JSON line"),
-    (json.dumps({"size": "small", "config": "fused"}) + "\n", "a result line lacks the field"),
-    ("", "no full-size result lines"),
+@pytest.mark.parametrize("content, args, message", [
+    ("not json\n", [], "a.jsonl:1: not a JSON line"),
+    ("[1, 2]\n", [], "a.jsonl:1: not a JSON object"),
+    (json.dumps({"size": "small", "config": "fused"}) + "\n", [], "a.jsonl:1: 'ratio' is missing"),
+    (json.dumps(_row("fused", "small", None)) + "\n", [], "a.jsonl:1: 'ratio' is missing or not a number"),
+    (json.dumps(_row("fused", "huge", 1.0)) + "\n", [], "a.jsonl:1: size 'huge' is not one of"),
+    (json.dumps(_row("fused", "small", 1.0)) + "\n", ["--spread"], "'ratio_min' is missing"),
+    (json.dumps(_row("fused", "small", 1.0)) + "\n", ["--sizes", "AWD"], "no size 'AWD' in these files"),
+    (json.dumps(_row("fused", "small", 1.0)) + "\n", ["--configs", "fused,zonout"], "no config 'zonout'"),
+    ("", [], "no full-size result lines"),
 ])
-def test_bad_input_is_one_line_and_exit_2(summarize, tmp_path, capsys, content, message):
+def test_bad_input_is_one_line_and_exit_2(summarize, tmp_path, capsys, content, args, message):
     (tmp_path / "a.jsonl").write_text(content)
-    assert summarize.main([str(tmp_path / "a.jsonl")]) == 2
+    assert summarize.main([str(tmp_path / "a.jsonl"), *args]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and message in captured.err and captured.err.count("\n") == 1
+
+
+def test_max_faults_leaves_out_the_faulted_lines_and_says_so(summarize, tmp_path, capsys):
+    path = _write(tmp_path / "a.jsonl", [
+        _row("fused", "awd", 0.90, faults_per_iter=0.0, baseline_faults_per_iter=120_300.0),
+        _row("fused", "awd", 1.01, faults_per_iter=1.0, baseline_faults_per_iter=0.0),
+        _row("fused", "small", 0.99)])  # an older line, faults not counted: kept
+    assert summarize.main([str(path), "--max-faults", "1000"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == "| `fused` | torch.nn.LSTM | 0.99 | 1.01 |"
+    assert lines[-1].endswith("; 1 line with more than 1000 minor page faults per iteration left out")
+    assert summarize.main([str(path)]) == 0
+    assert "| 0.99 | 0.90–1.01 |" in capsys.readouterr().out
 
 
 def test_every_shipped_layers_results_file_summarizes(summarize, capsys):
     paths = sorted((ROOT / "benchmarks" / "results").glob("*layers*.jsonl"))
     assert paths
     for path in paths:
-        assert summarize.main([str(path), "--same-work"]) == 0, path
+        assert summarize.main([str(path), "--same-work", "--spread"]) == 0, path
     capsys.readouterr()
 
 
@@ -115,6 +134,8 @@ def _readme_tables(readme: str) -> list[tuple[list[str], str]]:
 def test_readme_speed_tables_are_the_scripts_output(summarize, capsys, monkeypatch, readme, least):
     tables = _readme_tables(readme)
     assert len(tables) >= least  # README.md: one per machine its Speed section reports
+    # Every command shown is checked: none escapes the pattern by a stray blank line or fence.
+    assert len(tables) == len(re.findall(r"```\w*\n" + re.escape(COMMAND), (ROOT / readme).read_text()))
     monkeypatch.chdir(ROOT)
     for args, shown in tables:
         assert summarize.main(args) == 0, args
