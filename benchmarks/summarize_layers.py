@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 SIZES = ("small", "medium", "awd")
-NUMBERS = ("ratio", "peak_gflops")  # every line has these; --spread needs ratio_min and ratio_max too
+NUMBERS = ("ratio", "peak_gflops", "threads")  # every line has these; --spread needs ratio_min/_max
 TEXTS = ("config", "baseline", "torch")
 
 
@@ -59,7 +59,8 @@ def read_rows(paths: list[Path], spread: bool = False) -> list[dict]:
 def faulted(row: dict, limit: float | None) -> bool:
     """Whether either contender took more than ``limit`` minor page faults per iteration (lines
     from before bench_layers.py counted them pass)."""
-    return limit is not None and max(row.get("faults_per_iter", 0), row.get("baseline_faults_per_iter", 0)) > limit
+    counts = (row.get("faults_per_iter") or 0, row.get("baseline_faults_per_iter") or 0)
+    return limit is not None and max(counts) > limit
 
 
 def span(values: list[float], digits: int = 2) -> str:

@@ -88,6 +88,7 @@ def test_steady_malloc_takes_every_setting():
     assert done.stdout.strip() == "steady", done.stderr[-2000:]
 
 
+@pytest.mark.skipif(not GLIBC, reason="glibc's mallopt")
 def test_steady_malloc_never_trims():
     """A freed block larger than any finite trim threshold we once set (1 GiB, which the AWD size
     crossed: the baseline's next step took 36,000 fresh pages) is reused, not mapped afresh. libc's
