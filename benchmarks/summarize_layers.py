@@ -134,8 +134,8 @@ def table(rows: list[dict], same_work: bool = False, configs: list[str] | None =
 
 
 def select(rows: list[dict], configs: str | None, sizes: str | None, max_faults: float | None):
-    """The rows asked for, the configurations' order (None: bench_layers.py's) and how many rows
-    ``max_faults`` left out. A name no file has is an error, not an empty table."""
+    """The rows asked for, the order of the configurations left in them (None: bench_layers.py's)
+    and how many rows ``max_faults`` left out. A name no file has is an error, not an empty table."""
     for names, field in ((configs, "config"), (sizes, "size")):
         missing = [n for n in (names.split(",") if names else ()) if all(r[field] != n for r in rows)]
         if missing:
@@ -144,6 +144,7 @@ def select(rows: list[dict], configs: str | None, sizes: str | None, max_faults:
     rows = [r for r in rows if (not order or r["config"] in order)
             and (not sizes or r["size"] in sizes.split(","))]
     kept = [r for r in rows if not faulted(r, max_faults)]
+    order = order and [c for c in order if any(r["config"] == c for r in kept)]
     return kept, order, len(rows) - len(kept)
 
 
@@ -164,8 +165,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rows, order, dropped = select(read_rows(args.files, args.spread), args.configs, args.sizes,
                                       args.max_faults)
-        if order:
-            order = [c for c in order if any(r["config"] == c for r in rows)]
         text = table(rows, args.same_work, order, args.spread)
         if dropped:  # on the machine line, the table's last
             text += (f"; {dropped} line{'s' if dropped > 1 else ''} with more than "
