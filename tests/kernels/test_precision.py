@@ -90,6 +90,22 @@ def test_bf16_passthrough_hands_the_kernel_autocast_or_float32(passthrough):
     assert seen[-1] == (False, torch.float32)
 
 
+def test_the_onednn_bf16_lstm_probe_leaves_the_global_generator_alone():
+    """The probe's first call drew its LSTM's weights from the global generator, so the first
+    bf16 call of a process (a resumed run's too) shifted every mask after it."""
+    from rnnreg.kernels.precision import onednn_bf16_lstm
+
+    layer, x = rnnreg.LSTM(3, 4, num_layers=2, hidden_p=0.5), torch.randn(5, 2, 3)
+
+    def run():
+        torch.manual_seed(0)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return layer(x)[0]
+
+    onednn_bf16_lstm.cache_clear()  # the next call probes
+    torch.testing.assert_close(run(), run(), rtol=0, atol=0)
+
+
 def test_the_onednn_bf16_lstm_probe_says_what_torch_nn_lstm_does():
     from rnnreg.kernels.precision import onednn_bf16_lstm
 

@@ -5,8 +5,9 @@ compiled layer runs eagerly unless ``torch._dynamo.config.allow_rnn=True``, and 
 the registered C++ ops (fake kernels, autograd) and compile with ``fullgraph=True``, as do the
 fused GRU and Elman RNN. The fused LSTM's ATen call stays a graph break: torch 2.13 lowers
 torch.lstm on the CPU to an mkldnn_rnn_layer call its schema rejects (torch.nn.LSTM itself
-fails under fullgraph). torch.jit.trace failed its default check because the kernel's training
-flag followed the grad mode; under tracing it is the module's mode, as torch.nn passes it."""
+fails under fullgraph). torch.jit.trace failed its default check because the kernels' training
+flag followed the grad mode; under tracing it is the module's mode on the fused path, as torch.nn
+passes it, and always on for the stepwise kernel."""
 
 from __future__ import annotations
 
@@ -56,14 +57,26 @@ def test_compiled_fused_layers_match_eager_in_eval_and_train_in_train_mode(cls):
         torch.testing.assert_close(grads[name], p.grad, msg=name)
 
 
-@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
-def test_jit_trace_passes_its_default_check_in_eval(cls):
+TRACED = [(cls, {}) for cls in CLASSES] + [
+    (rnnreg.LSTM, {"zoneout_h_p": 0.1, "zoneout_c_p": 0.2}), (rnnreg.LSTM, {"peepholes": True}),
+    (rnnreg.GRU, {"zoneout_h_p": 0.2}), (rnnreg.RNN, {"nonlinearity": "trec"})]
+
+
+@pytest.mark.parametrize("cls,kw", TRACED, ids=[f"{c.__name__}-{'-'.join(k) or 'fused'}" for c, k in TRACED])
+@pytest.mark.parametrize("with_h0", [False, True], ids=["no-h0", "h0"])
+def test_jit_trace_passes_its_default_check_in_eval(cls, kw, with_h0):
+    """The stepwise kernel's training flag followed the grad mode, which the default check
+    changes: 'Graphs differed' for every stepwise configuration (fast.py's _needs_grad)."""
     torch.manual_seed(0)
-    layer = cls(3, 4).eval()
-    x = torch.randn(6, 2, 3)
-    traced = torch.jit.trace(layer, (x,))        # check_trace=True by default
-    x2 = torch.randn(6, 2, 3)
-    torch.testing.assert_close(traced(x2)[0], layer(x2)[0])
+    layer = cls(3, 4, **kw).eval()
+    x, x2 = torch.randn(6, 2, 3), torch.randn(6, 2, 3)
+    h0 = torch.randn(1, 2, 4)
+    hx = ((h0, torch.randn(1, 2, 4)) if cls is rnnreg.LSTM else h0) if with_h0 else None
+    args = (x, hx) if with_h0 else (x,)
+    traced = torch.jit.trace(layer, args)        # check_trace=True by default
+    torch.testing.assert_close(traced(x2, *args[1:])[0], layer(x2, *args[1:])[0])
+    traced(x2, *args[1:])[0].sum().backward()  # a trace in eval still differentiates
+    assert layer.weight_hh_l0.grad is not None
 
 
 STEPWISE = [(rnnreg.LSTM, {"zoneout_h_p": 0.1, "zoneout_c_p": 0.2}), (rnnreg.LSTM, {"peepholes": True}),
@@ -156,3 +169,33 @@ def test_a_stepwise_layer_compiles_in_one_graph_under_cpu_autocast(allow_rnn):
         want = layer(x)[0]
     assert got.dtype == want.dtype == torch.bfloat16
     torch.testing.assert_close(got, want)
+
+
+DYNAMIC = [(rnnreg.GRU, {}), (rnnreg.RNN, {}), (rnnreg.GRU, {"zoneout_h_p": 0.2, "input_p": 0.3}),
+           (rnnreg.LSTM, {"zoneout_h_p": 0.2, "hidden_p": 0.3, "weight_p": 0.2})]
+
+
+@pytest.mark.parametrize("cls,kw", DYNAMIC, ids=[f"{c.__name__}-{'-'.join(k) or 'fused'}" for c, k in DYNAMIC])
+def test_dynamic_shapes_compile_in_one_graph(cls, kw, allow_rnn):
+    """``dynamic=True`` makes the rates symbolic floats, which the rate checks (math.isnan) broke
+    under fullgraph for every layer; torch.nn.GRU compiles so. They are checked when set."""
+    torch.manual_seed(0)
+    layer = cls(3, 4, num_layers=2, **kw).eval()
+    compiled = torch.compile(layer, fullgraph=True, dynamic=True)
+    for shape in ((6, 2, 3), (4, 5, 3)):
+        x = torch.randn(shape)
+        torch.testing.assert_close(compiled(x)[0], layer(x)[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("cls,kw", [(rnnreg.LSTM, {"zoneout_h_p": 0.2, "peepholes": True}),
+                                    (rnnreg.GRU, {"zoneout_h_p": 0.2})], ids=["LSTM", "GRU"])
+def test_a_half_precision_stepwise_model_exports_in_eval(cls, kw, dtype):
+    """A bf16 / fp16 model runs the step loop, whose in-place buffers exported into a program
+    that failed when called with grad enabled; under export the plain-autograd twin runs."""
+    torch.manual_seed(0)
+    layer = cls(3, 4, num_layers=2, **kw).eval().to(dtype)
+    exported = torch.export.export(layer, (torch.randn(6, 2, 3, dtype=dtype),)).module()
+    x = torch.randn(6, 2, 3, dtype=dtype)
+    got = exported(x)[0]  # grad mode on, parameters requiring grad
+    torch.testing.assert_close(got.float(), layer(x)[0].float(), rtol=2e-2, atol=2e-2)

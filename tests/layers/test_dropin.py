@@ -1,5 +1,6 @@
 """rnnreg.LSTM/GRU/RNN with every regularizer off behave exactly like torch.nn's, on every path."""
 
+import numpy as np
 import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -186,3 +187,73 @@ def test_torchscript_scripting_is_refused_by_torchscript_itself():
     """The README lists it as refused: the forward's keyword-only extras cannot be scripted."""
     with pytest.raises(torch.jit.frontend.NotSupportedError, match="keyword-only"):
         torch.jit.script(rnnreg.LSTM(3, 4))
+
+
+@pytest.mark.parametrize("value", ["False", 0, 1, None], ids=repr)
+@pytest.mark.parametrize("nn_cls,our_cls,extra", CASES[:3])
+def test_a_non_bool_bidirectional_is_refused_where_torch_fails(nn_cls, our_cls, extra, value):
+    """torch.nn keeps the value and its kernel refuses it at the first call (TypeError);
+    rnnreg's ``bool(bidirectional)`` made "False" a bidirectional layer. Now a TypeError at once."""
+    x = torch.randn(3, 2, 3)
+    with pytest.raises(TypeError):
+        nn_cls(3, 4, bidirectional=value, **extra)(x)
+    with pytest.raises(TypeError, match="bidirectional should be of type bool"):
+        our_cls(3, 4, bidirectional=value, **extra)
+
+
+@pytest.mark.parametrize("name", ["peepholes", "mc_dropout"])
+def test_rnnreg_s_own_flags_refuse_non_bools_as_torch_s_do(name):
+    with pytest.raises(TypeError, match=f"{name} should be of type bool"):
+        rnnreg.LSTM(3, 4, **{name: "False"})
+
+
+@pytest.mark.parametrize("nn_cls,our_cls,extra", CASES[:3])
+def test_integer_and_float_like_arguments_are_taken_as_torch_takes_them(nn_cls, our_cls, extra):
+    """A sweep's NumPy scalars: torch.nn takes an np.int64 layer count; rnnreg also takes
+    NumPy floats as rates, as it takes them as ``dropout``."""
+    ours = our_cls(3, 4, num_layers=np.int64(2), dropout=np.float32(0.25), **extra)
+    theirs = nn_cls(3, 4, num_layers=np.int64(2), dropout=np.float32(0.25), **extra)
+    assert ours.num_layers == theirs.num_layers == 2 and type(ours.num_layers) is int
+    layer = our_cls(3, 4, zoneout_h_p=np.float32(0.25), weight_p=np.float64(0.5), **extra)
+    assert layer.zoneout_h_p == 0.25 and layer.weight_p == 0.5
+    with pytest.raises(TypeError, match="num_layers should be of type int"):
+        our_cls(3, 4, num_layers=2.0, **extra)
+    for cls in (nn_cls, our_cls):  # float(None) first, in both
+        with pytest.raises(TypeError):
+            cls(3, 4, dropout=None, **extra)
+
+
+@pytest.mark.parametrize("cls", [rnnreg.GRU, rnnreg.RNN], ids=lambda c: c.__name__)
+def test_gru_and_rnn_refuse_proj_size_even_as_zero_as_torch_does(cls):
+    for c in (getattr(torch.nn, cls.__name__), cls):
+        with pytest.raises(ValueError, match="proj_size argument is only supported for LSTM"):
+            c(3, 4, proj_size=0)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_non_finite_forget_bias_is_refused(value):
+    with pytest.raises(ValueError, match="forget_bias must be a finite number"):
+        rnnreg.LSTM(3, 4, forget_bias=value)
+
+
+def test_an_lstm_hx_that_is_not_a_pair_raises_runtime_error_as_torch_does():
+    """torch.nn: RuntimeError for three states; for a lone tensor it depends on its shape (an
+    IndexError here, RuntimeError or TypeError for others). rnnreg: RuntimeError for both."""
+    x, h = torch.randn(3, 2, 3), torch.zeros(1, 2, 4)
+    with pytest.raises(RuntimeError):
+        torch.nn.LSTM(3, 4)(x, (h, h, h))
+    for hx in ((h, h, h), h):
+        with pytest.raises(RuntimeError, match="hx must be a tuple of two tensors"):
+            rnnreg.LSTM(3, 4)(x, hx)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("nn_cls,our_cls,extra", CASES[:3])
+def test_a_state_of_another_dtype_is_refused_on_every_path(nn_cls, our_cls, extra, path):
+    """torch.nn's kernels refuse a float64 h_0 for a float32 layer; the stepwise kernel cast it."""
+    x, h = torch.randn(3, 2, 3), torch.zeros(1, 2, 4, dtype=torch.float64)
+    hx = (h, h) if nn_cls is torch.nn.LSTM else h
+    with pytest.raises(RuntimeError):
+        nn_cls(3, 4, **extra)(x, hx)
+    with pytest.raises(RuntimeError, match="dtype"):
+        our_cls(3, 4, implementation=path, **extra)(x, hx)

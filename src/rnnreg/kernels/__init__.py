@@ -9,6 +9,7 @@ from typing import Callable
 import torch
 
 from . import reference
+from .autograd_modes import plain_autograd
 from .precision import outside_cpu_autocast
 
 log = logging.getLogger(__name__)
@@ -28,13 +29,19 @@ def pick_kernel(cell: str, like: torch.Tensor, reference_only: bool = False) -> 
     The C++ kernel serves float32/float64 CPU tensors. Every other device, and half precision on
     the CPU, runs the step loop (``kernels/steploop.py``: per step one GEMM and one fused
     pointwise pass, Triton kernels where Triton runs, torch ops elsewhere). The reference twin
-    serves ``reference_only`` and a CPU where the extension cannot be built.
+    serves ``reference_only``, a CPU where the extension cannot be built, and forward-mode AD or a
+    torch.func transform (grad, jacrev, jvp, vmap): the kernel and the step loop have hand-written
+    backward passes and no tangent or batching rule, where the twin is plain autograd. It also
+    serves ``torch.export`` where the step loop would run: its buffers written in place (``out=``)
+    exported into a program that failed when called with grad enabled, while the C++ kernel is a
+    registered operator and exports as one.
     """
-    if reference_only:
+    fast_cpu = like.device.type == "cpu" and like.dtype in FAST_DTYPES
+    if reference_only or not plain_autograd() or (torch.compiler.is_exporting() and not fast_cpu):
         if like.device.type == "cpu":
             return _CPU_REFERENCES[cell]
         return getattr(reference, f"{cell}_reference")
-    if like.device.type == "cpu" and like.dtype in FAST_DTYPES:
+    if fast_cpu:
         from . import fast
 
         if fast.fast_available():

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from .autograd_modes import plain_autograd
 from .precision import outside_cpu_autocast
 from .reference import activation
 
@@ -37,6 +38,20 @@ def _slope(pre: Tensor, nonlinearity: str, threshold: float) -> Tensor:
     return (pre > (0.0 if nonlinearity == "relu" else threshold)).to(pre.dtype)
 
 
+def _steps(xw: Tensor, h0: Tensor, w_hh: Tensor, hold: Tensor, rec_mask: Tensor | None,
+           nonlinearity: str, threshold: float) -> tuple[Tensor, Tensor]:
+    """The fast path's forward in torch ops: (h sequence, pre-activations), both (T, B, H)."""
+    h, outs, pres = h0, [], []
+    w_t = w_hh.t()
+    for xw_t, hold_t in zip(xw.unbind(0), hold.unbind(0)):
+        h_in = h if rec_mask is None else h * rec_mask
+        pre = torch.addmm(xw_t, h_in, w_t)  # (B, H)
+        h = torch.lerp(activation(pre, nonlinearity, threshold), h, hold_t)
+        pres.append(pre)
+        outs.append(h)
+    return torch.stack(outs), torch.stack(pres)
+
+
 class _Recurrence(torch.autograd.Function):
     """The fast path: every module computed at every step, each unit then kept with weight
     ``hold[t]`` (1: the module sleeps, exactly; torch.lerp returns ``end`` for weight 1), with a
@@ -46,16 +61,8 @@ class _Recurrence(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xw: Tensor, h0: Tensor, w_hh: Tensor, hold: Tensor, rec_mask: Tensor | None,
                 nonlinearity: str, threshold: float) -> Tensor:
-        h, outs, pres = h0, [], []
-        w_t = w_hh.t()
-        for xw_t, hold_t in zip(xw.unbind(0), hold.unbind(0)):
-            h_in = h if rec_mask is None else h * rec_mask
-            pre = torch.addmm(xw_t, h_in, w_t)  # (B, H)
-            h = torch.lerp(activation(pre, nonlinearity, threshold), h, hold_t)
-            pres.append(pre)
-            outs.append(h)
-        out = torch.stack(outs)  # (T, B, H)
-        ctx.save_for_backward(h0, w_hh, hold, rec_mask, out, torch.stack(pres))
+        out, pre = _steps(xw, h0, w_hh, hold, rec_mask, nonlinearity, threshold)
+        ctx.save_for_backward(h0, w_hh, hold, rec_mask, out, pre)
         ctx.nonlinearity, ctx.threshold = nonlinearity, threshold
         return out
 
@@ -109,6 +116,8 @@ def clockwork_fast(xw: Tensor, h0: Tensor, w_hh: Tensor, hold: Tensor, rec_mask:
     backend = default_backend(xw) if backend is None else backend
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if not plain_autograd():  # no tangent or vmap rule for the hand-written backward: autograd's own
+        return _steps(xw, h0, w_hh, hold, rec_mask, nonlinearity, threshold)[0]
     if backend == "python":
         return _python_loop(xw, h0, w_hh, hold, rec_mask, nonlinearity, threshold)
     from .steploop import rnn_steploop  # kept out of rnnreg's import, as kernels.pick_kernel does

@@ -72,6 +72,11 @@ def _mask(t: Tensor | None, shape: tuple[int, ...], like: Tensor) -> Tensor | No
 
 
 def _needs_grad(*tensors: Tensor | None) -> bool:
+    """The kernel's training flag: keep what the backward reads. Under ``torch.jit.trace`` the
+    flag becomes a constant of the trace, so it must not follow the grad mode (the default trace
+    check re-runs without grad and compares): always on there, so any trace can be differentiated."""
+    if torch.jit.is_tracing():
+        return True
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 

@@ -23,9 +23,13 @@ MAX_BLOCK = 1024  # (b, j) pairs per program
 # In the launchers below an always-present tensor stands in for absent operands (never read).
 
 
-def _grid(n: int) -> tuple[tuple[int], int]:
+def _grid(n: int) -> tuple[tuple[int], int, int]:
+    """(grid, block, warps): two (b, j) pairs per thread at most. With eight (4 warps at 1024)
+    ptxas spilled registers in the float64 LSTM backward for sm_90, with four in some float32 LSTM
+    backward variants for sm_90 and a float64 GRU forward for sm_80; with two in none
+    (tests/kernels/test_triton_gpu_build.py, every combination of options)."""
     block = max(16, min(MAX_BLOCK, triton.next_power_of_2(n)))
-    return (triton.cdiv(n, block),), block
+    return (triton.cdiv(n, block),), block, max(1, min(16, block // 64))
 
 
 def _acc(t: torch.Tensor):
@@ -42,45 +46,45 @@ def _given(*ts) -> tuple[bool, ...]:
 
 
 def lstm_fwd(pre, hp, cp, peep, u, kh, kc, rm, h, c, cn, hin, train: bool) -> None:
-    grid, block = _grid(h.numel())
+    grid, block, warps = _grid(h.numel())
     lstm_fwd_kernel[grid](
         pre, hp, cp, _or(peep, h), _or(u, h), _or(kh, h), _or(kc, h), _or(rm, h), h, c, _or(cn, h),
         _or(hin, h), h.numel(), h.shape[1], _acc(h), *_given(peep, u, kh, kc, cn, hin),
-        bool(train), BLOCK=block)
+        bool(train), BLOCK=block, num_warps=warps)
 
 
 def lstm_bwd(gates, cp, cn, peep, u, kh, kc, dhu, dcu, dhr, rm, dhd, dc, dg) -> None:
-    grid, block = _grid(dhd.numel())
+    grid, block, warps = _grid(dhd.numel())
     lstm_bwd_kernel[grid](
         gates, cp, cn, _or(peep, dhd), _or(u, dhd), _or(kh, dhd), _or(kc, dhd), _or(dhu, dhd),
         _or(dcu, dhd), dhr, _or(rm, dhd), dhd, dc, dg, dhd.numel(), dhd.shape[1], _acc(cp),
-        *_given(peep, u, kh, kc, dhu, dcu, rm), BLOCK=block)
+        *_given(peep, u, kh, kc, dhu, dcu, rm), BLOCK=block, num_warps=warps)
 
 
 def gru_fwd(xg, hg, hp, u, kh, rm, h, hn, hin, train: bool) -> None:
-    grid, block = _grid(h.numel())
+    grid, block, warps = _grid(h.numel())
     gru_fwd_kernel[grid](
         xg, hg, hp, _or(u, h), _or(kh, h), _or(rm, h), h, _or(hn, h), _or(hin, h), h.numel(),
-        h.shape[1], _acc(h), *_given(u, kh, hin), bool(train), BLOCK=block)
+        h.shape[1], _acc(h), *_given(u, kh, hin), bool(train), BLOCK=block, num_warps=warps)
 
 
 def gru_bwd(gates, hn, hp, u, kh, dhu, dhr, rm, dhd, dgx, dgh) -> None:
-    grid, block = _grid(dhd.numel())
+    grid, block, warps = _grid(dhd.numel())
     gru_bwd_kernel[grid](
         gates, hn, hp, _or(u, dhd), _or(kh, dhd), _or(dhu, dhd), dhr, _or(rm, dhd), dhd, dgx, dgh,
-        dhd.numel(), dhd.shape[1], _acc(hp), *_given(u, kh, dhu, rm), BLOCK=block)
+        dhd.numel(), dhd.shape[1], _acc(hp), *_given(u, kh, dhu, rm), BLOCK=block, num_warps=warps)
 
 
 def rnn_fwd(pre, hp, kh, rm, h, hin, train: bool, act: str, threshold: float) -> None:
-    grid, block = _grid(h.numel())
+    grid, block, warps = _grid(h.numel())
     rnn_fwd_kernel[grid](
         pre, hp, _or(kh, h), _or(rm, h), h, _or(hin, h), h.numel(),
         0.0 if act == "relu" else float(threshold), _acc(h), act == "tanh", *_given(kh, hin),
-        bool(train), BLOCK=block)
+        bool(train), BLOCK=block, num_warps=warps)
 
 
 def rnn_bwd(deriv, kh, dhu, dhr, rm, dhd, dg) -> None:
-    grid, block = _grid(dhd.numel())
+    grid, block, warps = _grid(dhd.numel())
     rnn_bwd_kernel[grid](
         deriv, _or(kh, dhd), _or(dhu, dhd), dhr, _or(rm, dhd), dhd, dg, dhd.numel(), _acc(deriv),
-        *_given(kh, dhu, rm), BLOCK=block)
+        *_given(kh, dhu, rm), BLOCK=block, num_warps=warps)

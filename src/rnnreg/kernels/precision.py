@@ -49,9 +49,11 @@ def native_bf16() -> bool:
 def onednn_bf16_lstm() -> bool:
     """Whether torch's CPU LSTM (oneDNN's) runs under bf16 autocast here, probed once on a
     one-step LSTM: it fails with "could not create a primitive descriptor" on CPUs whose oneDNN
-    has no bf16 LSTM (AVX2-only ones)."""
+    has no bf16 LSTM (AVX2-only ones). The probe's weights are drawn from a forked generator: a
+    draw from the global one at the first bf16 call shifted every later mask of that process, so
+    a run resumed under bf16 autocast (which probes again) drifted from the uninterrupted one."""
     try:
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.random.fork_rng(devices=[]), torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             torch.nn.LSTM(2, 2)(torch.zeros(1, 1, 2))
     except RuntimeError:
         return False

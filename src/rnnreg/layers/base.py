@@ -76,7 +76,11 @@ class RecurrentBase(nn.RNNBase):
                  recurrent_init: str = "default", implementation: str = "auto",
                  mc_dropout: bool = False, proj_size: int = 0) -> None:
         nn.Module.__init__(self)  # not RNNBase.__init__: the parameters are built below, as ours
-        check_torch_arguments(cell, input_size, hidden_size, num_layers, bias, batch_first, dropout, proj_size)
+        num_layers = check_torch_arguments(cell, input_size, hidden_size, num_layers, bias, batch_first,
+                                           dropout, bidirectional, proj_size)
+        for name, flag in (("peepholes", peepholes), ("mc_dropout", mc_dropout)):
+            if not isinstance(flag, bool):  # as torch.nn's flags: "False" must not become True
+                raise TypeError(f"{name} should be of type bool, got: {type(flag).__name__}")
         if proj_size:
             raise ValueError(f"proj_size (LSTM with projections) is not supported by rnnreg, got {proj_size}")
         # The option table (rnnreg.layers.options) decides which cell takes which option; a cell
@@ -103,6 +107,8 @@ class RecurrentBase(nn.RNNBase):
         self.zoneout_c_p = check_probability("zoneout_c_p", zoneout_c_p)
         self.peepholes = bool(peepholes)
         self.forget_bias = None if forget_bias is None else float(forget_bias)
+        if self.forget_bias is not None and not math.isfinite(self.forget_bias):
+            raise ValueError(f"forget_bias must be a finite number, got {self.forget_bias}")
         if self.forget_bias is not None and not bias:
             raise ValueError("forget_bias needs bias=True")
         self.nonlinearity = nonlinearity

@@ -19,5 +19,7 @@ class GRU(RecurrentBase, nn.GRU):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  device=None, dtype=None, *, zoneout_h_p: float = 0.0, **regularizers) -> None:
+        if "proj_size" in regularizers:  # torch.nn's check: refused even as 0
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
         super().__init__("gru", input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, device, dtype, zoneout_h_p=zoneout_h_p, **regularizers)

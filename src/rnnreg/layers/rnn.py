@@ -23,6 +23,8 @@ class RNN(RecurrentBase, nn.RNN):
                  dropout: float = 0.0, bidirectional: bool = False, device=None, dtype=None, *,
                  trec_threshold: float = 1.0, recurrent_init: str = "default",
                  zoneout_h_p: float = 0.0, **regularizers) -> None:
+        if "proj_size" in regularizers:  # torch.nn's check: refused even as 0
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
         if nonlinearity not in ("tanh", "relu", "trec"):  # torch.nn's message, and rnnreg's third
             raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'. "
                              "rnnreg also takes 'trec'.")

@@ -92,7 +92,8 @@ def initial_state(hx, seq: SequenceBatch, shape: tuple[int, int, int], lstm: boo
         zeros = seq.x.new_zeros(shape)
         return zeros, (zeros if lstm else None)
     if lstm and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
-        raise ValueError("an LSTM's hx must be a tuple (h_0, c_0)")
+        # torch.nn raises RuntimeError here too ("lstm expects two hidden states")
+        raise RuntimeError("an LSTM's hx must be a tuple of two tensors (h_0, c_0)")
     states = list(hx) if lstm else [hx]
     if seq.unbatched:
         states = [s.unsqueeze(1) for s in states]  # (L*D, H) -> (L*D, 1, H)
@@ -103,6 +104,10 @@ def initial_state(hx, seq: SequenceBatch, shape: tuple[int, int, int], lstm: boo
             got = list(s.squeeze(1).shape) if seq.unbatched else list(s.shape)
             which = f"hidden[{n}]" if lstm else "hidden"
             raise RuntimeError(f"Expected {which} size {want}, got {got} ({('h_0', 'c_0')[n]})")
+        if s.dtype != seq.x.dtype and not torch._C._is_any_autocast_enabled():
+            # torch.nn's kernels refuse it (RuntimeError); the stepwise kernel would cast it silently
+            raise RuntimeError(f"{('h_0', 'c_0')[n]} dtype ({s.dtype}) does not match the input's "
+                               f"({seq.x.dtype})")
     return states[0], (states[1] if lstm else None)
 
 

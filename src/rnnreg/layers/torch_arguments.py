@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 import warnings
 
 import torch
@@ -24,12 +25,16 @@ def torch_mode(cell: str, nonlinearity: str) -> str:
 
 
 def check_torch_arguments(cell, input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                          proj_size=0) -> None:
-    """torch.nn.RNNBase's checks, in its order, with its exception types and messages.
+                          bidirectional, proj_size=0) -> int:
+    """torch.nn.RNNBase's checks, in its order, with its exception types and messages; returns
+    ``num_layers`` as an int (torch.nn takes any integer, a NumPy one from a sweep too).
 
-    An LSTM's ``proj_size`` > 0 passes here (torch.nn takes it) and is refused by the caller."""
+    An LSTM's ``proj_size`` > 0 passes here (torch.nn takes it) and is refused by the caller.
+    ``bidirectional``, which torch.nn stores as given and refuses only at the first forward (a
+    TypeError from its kernel), is refused here with the same type: ``bool("False")`` is True."""
     if proj_size and cell != "lstm":
         raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+    float(dropout)  # torch.nn converts first: None or a list is a TypeError there
     if (isinstance(dropout, bool) or not isinstance(dropout, numbers.Number)
             or math.isnan(dropout) or not 0 <= dropout <= 1):
         raise ValueError("dropout should be a number in range [0, 1] representing the probability "
@@ -39,7 +44,7 @@ def check_torch_arguments(cell, input_size, hidden_size, num_layers, bias, batch
         warnings.warn("dropout option adds dropout after all but last recurrent layer, so non-zero "
                       f"dropout expects num_layers greater than 1, but got dropout={dropout} and "
                       f"num_layers={num_layers}", stacklevel=4)
-    for name, flag in (("bias", bias), ("batch_first", batch_first)):
+    for name, flag in (("bias", bias), ("batch_first", batch_first), ("bidirectional", bidirectional)):
         if not isinstance(flag, bool):  # "False" must not become True
             raise TypeError(f"{name} should be of type bool, got: {type(flag).__name__}")
     for name, size in (("input_size", input_size), ("hidden_size", hidden_size)):
@@ -47,14 +52,17 @@ def check_torch_arguments(cell, input_size, hidden_size, num_layers, bias, batch
             raise TypeError(f"{name} should be of type int, got: {type(size).__name__}")
         if size <= 0:
             raise ValueError(f"{name} must be greater than zero")
-    if isinstance(num_layers, bool) or not isinstance(num_layers, int):
-        raise TypeError(f"num_layers should be of type int, got: {type(num_layers).__name__}")
+    try:
+        num_layers = operator.index(num_layers)
+    except TypeError:
+        raise TypeError(f"num_layers should be of type int, got: {type(num_layers).__name__}") from None
     if num_layers <= 0:
         raise ValueError("num_layers must be greater than zero")
     if proj_size < 0:
         raise ValueError("proj_size should be a positive integer or zero to disable projections")
     if proj_size >= hidden_size:
         raise ValueError("proj_size has to be smaller than hidden_size")
+    return num_layers
 
 
 def flat_weight_names(groups: list[tuple[str | None, ...]]) -> tuple[list[str], list[list[str]]]:

@@ -21,6 +21,7 @@ thread here against ~4.4 for torch.randn, and split across threads; elsewhere to
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from torch import Tensor
@@ -28,7 +29,9 @@ from torch import Tensor
 
 def check_probability(name: str, p: float) -> float:
     """Return ``p`` as a float if it lies in [0, 1); raise a ValueError naming the argument otherwise."""
-    if isinstance(p, bool) or not isinstance(p, (int, float)):
+    if torch.compiler.is_compiling():  # a symbolic float under dynamic=True; checked when set
+        return p
+    if isinstance(p, bool) or not isinstance(p, numbers.Real):  # NumPy scalars too
         raise TypeError(f"{name} must be a number in [0, 1), got {type(p).__name__} {p!r}")
     p = float(p)
     if math.isnan(p) or not 0.0 <= p < 1.0:
@@ -38,7 +41,9 @@ def check_probability(name: str, p: float) -> float:
 
 def check_nonnegative(name: str, value: float) -> float:
     """Return ``value`` as a float if it is finite and >= 0 (penalty weights, noise std)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if torch.compiler.is_compiling():  # as in check_probability
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number >= 0, got {type(value).__name__} {value!r}")
     value = float(value)
     if not math.isfinite(value) or value < 0.0:
