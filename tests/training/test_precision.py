@@ -87,6 +87,24 @@ def test_an_fp16_run_resumes_bit_for_bit_with_its_loss_scale(corpus_dir, tmp_pat
     assert scale > 0
 
 
+@pytest.mark.slow
+def test_a_bf16_run_resumes_bit_for_bit_in_a_fresh_process(corpus_dir, tmp_path):
+    """A resumed run is a new process, whose first bf16 step probes oneDNN's bf16 LSTM again
+    (kernels/precision.py); the probe drew from the global generator, so the resumed run's masks
+    drifted from the uninterrupted run's. Each run here starts with the probe forgotten."""
+    from rnnreg.kernels.precision import onednn_bf16_lstm
+
+    config = tiny_config(corpus_dir, tmp_path, "train.epochs=1", "train.threads=1", "train.precision=bf16")
+    onednn_bf16_lstm.cache_clear()
+    whole_run, whole = _run(config)
+    onednn_bf16_lstm.cache_clear()
+    part_run, stopped = _run(config, stop_requested=stop_after(20))
+    assert stopped["status"] == "stopped"
+    onednn_bf16_lstm.cache_clear()
+    resumed = train(config, part_run, resume=True)
+    assert (resumed["valid"], resumed["test"]) == (whole["valid"], whole["test"])
+
+
 def test_fp16_skips_an_overflowed_step_and_lowers_its_scale():
     """GradScaler's contract, through Precision: an inf gradient is not applied, and the scale
     halves; a rollback (abandon) leaves the scaler ready for the next step."""
