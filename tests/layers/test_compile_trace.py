@@ -177,8 +177,8 @@ DYNAMIC = [(rnnreg.GRU, {}), (rnnreg.RNN, {}), (rnnreg.GRU, {"zoneout_h_p": 0.2,
 
 @pytest.mark.parametrize("cls,kw", DYNAMIC, ids=[f"{c.__name__}-{'-'.join(k) or 'fused'}" for c, k in DYNAMIC])
 def test_dynamic_shapes_compile_in_one_graph(cls, kw, allow_rnn):
-    """``dynamic=True`` makes the rates symbolic floats, which the rate checks (math.isnan) broke
-    under fullgraph for every layer; torch.nn.GRU compiles so. They are checked when set."""
+    """``dynamic=True`` makes the rates symbolic floats, which the rate checks' math.isnan broke
+    under fullgraph for every layer (torch.nn.GRU compiles so); the checks compare instead."""
     torch.manual_seed(0)
     layer = cls(3, 4, num_layers=2, **kw).eval()
     compiled = torch.compile(layer, fullgraph=True, dynamic=True)

@@ -29,24 +29,22 @@ from torch import Tensor
 
 def check_probability(name: str, p: float) -> float:
     """Return ``p`` as a float if it lies in [0, 1); raise a ValueError naming the argument otherwise."""
-    if torch.compiler.is_compiling():  # a symbolic float under dynamic=True; checked when set
-        return p
     if isinstance(p, bool) or not isinstance(p, numbers.Real):  # NumPy scalars too
         raise TypeError(f"{name} must be a number in [0, 1), got {type(p).__name__} {p!r}")
     p = float(p)
-    if math.isnan(p) or not 0.0 <= p < 1.0:
+    # NaN fails both comparisons. No math.isnan: under torch.compile(dynamic=True) p is a
+    # symbolic float, which comparisons take and math.isnan does not.
+    if not 0.0 <= p < 1.0:
         raise ValueError(f"{name} must be in [0, 1), got {p}")
     return p
 
 
 def check_nonnegative(name: str, value: float) -> float:
     """Return ``value`` as a float if it is finite and >= 0 (penalty weights, noise std)."""
-    if torch.compiler.is_compiling():  # as in check_probability
-        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number >= 0, got {type(value).__name__} {value!r}")
     value = float(value)
-    if not math.isfinite(value) or value < 0.0:
+    if not 0.0 <= value < math.inf:  # NaN and inf fail it; comparisons, as in check_probability
         raise ValueError(f"{name} must be a finite number >= 0, got {value}")
     return value
 
