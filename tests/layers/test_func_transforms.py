@@ -73,6 +73,19 @@ def test_parameter_gradients_and_vmap_equal_the_reference(cls, kw, x):
                                vmap(lambda s: twin(s)[0])(x.transpose(0, 1)))
 
 
+@pytest.mark.parametrize("cls", [rnnreg.LSTM, rnnreg.GRU], ids=lambda c: c.__name__)
+def test_a_bf16_model_s_step_loop_gives_way_to_the_reference_too(cls, x):
+    """A bf16 model runs the step loop (its own hand-written backward) rather than the C++ kernel."""
+    torch.manual_seed(0)
+    layer = cls(3, 4, zoneout_h_p=0.2).eval().bfloat16()
+    twin = cls(3, 4, zoneout_h_p=0.2, implementation="reference").eval().bfloat16()
+    twin.load_state_dict(layer.state_dict())
+    xb, v = x.bfloat16(), torch.randn_like(x).bfloat16()
+    tangent = jvp(lambda i: layer(i)[0], (xb,), (v,))[1]
+    assert tangent.abs().sum() > 0
+    torch.testing.assert_close(tangent, jvp(lambda i: twin(i)[0], (xb,), (v,))[1])
+
+
 def test_the_clockwork_rnn_under_transforms_equals_its_reference(x):
     torch.manual_seed(0)
     layer = ClockworkRNN(3, 4, periods=[1, 2]).double().eval()
@@ -83,3 +96,15 @@ def test_the_clockwork_rnn_under_transforms_equals_its_reference(x):
     assert tangent.abs().sum() > 0
     torch.testing.assert_close(tangent, jvp(lambda i: twin(i)[0], (x,), (v,))[1])
     torch.testing.assert_close(jacrev(lambda i: layer(i)[0])(x), jacrev(lambda i: twin(i)[0])(x))
+
+
+def test_the_clockwork_rnn_under_a_transform_and_cpu_autocast():
+    """The fallback keeps the fast path's float32 inside CPU autocast (it failed on a dtype
+    mismatch in torch.lerp), close to the float32 result."""
+    torch.manual_seed(0)
+    layer = ClockworkRNN(3, 4, periods=[1, 2]).eval()
+    x, v = torch.randn(4, 2, 3), torch.randn(4, 2, 3)
+    want = jvp(lambda i: layer(i)[0], (x,), (v,))[1]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = jvp(lambda i: layer(i)[0], (x,), (v,))[1]
+    torch.testing.assert_close(got.float(), want, rtol=5e-2, atol=5e-2)

@@ -106,6 +106,17 @@ def default_backend(xw: Tensor) -> str:
     return "python" if xw.device.type == "cpu" else "steploop"
 
 
+@outside_cpu_autocast(cast_outputs=False)
+def _autograd_loop(xw: Tensor, h0: Tensor, w_hh: Tensor, hold: Tensor, rec_mask: Tensor | None,
+                   nonlinearity: str, threshold: float) -> Tensor:
+    """``_steps``' h sequence, left to autograd (forward-mode AD, torch.func). As the backends,
+    outside autocast: float32 under CPU autocast (the decorator), elsewhere in w_hh's dtype."""
+    with torch.autocast(xw.device.type, enabled=False):
+        dt = w_hh.dtype
+        mask = None if rec_mask is None else rec_mask.to(dt)
+        return _steps(xw.to(dt), h0.to(dt), w_hh, hold.to(dt), mask, nonlinearity, threshold)[0]
+
+
 def clockwork_fast(xw: Tensor, h0: Tensor, w_hh: Tensor, hold: Tensor, rec_mask: Tensor | None,
                    nonlinearity: str = "tanh", threshold: float = 1.0, *,
                    backend: str | None = None) -> Tensor:
@@ -117,7 +128,7 @@ def clockwork_fast(xw: Tensor, h0: Tensor, w_hh: Tensor, hold: Tensor, rec_mask:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if not plain_autograd():  # no tangent or vmap rule for the hand-written backward: autograd's own
-        return _steps(xw, h0, w_hh, hold, rec_mask, nonlinearity, threshold)[0]
+        return _autograd_loop(xw, h0, w_hh, hold, rec_mask, nonlinearity, threshold)
     if backend == "python":
         return _python_loop(xw, h0, w_hh, hold, rec_mask, nonlinearity, threshold)
     from .steploop import rnn_steploop  # kept out of rnnreg's import, as kernels.pick_kernel does

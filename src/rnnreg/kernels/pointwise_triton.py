@@ -25,9 +25,10 @@ MAX_BLOCK = 1024  # (b, j) pairs per program
 
 def _grid(n: int) -> tuple[tuple[int], int, int]:
     """(grid, block, warps): two (b, j) pairs per thread at most. With eight (4 warps at 1024)
-    ptxas spilled registers in the float64 LSTM backward for sm_90, with four in some float32 LSTM
-    backward variants for sm_90 and a float64 GRU forward for sm_80; with two in none
-    (tests/kernels/test_triton_gpu_build.py, every combination of options)."""
+    ptxas spilled registers in LSTM kernels for both targets (the bf16 / fp16 forward and the
+    float64 backward for sm_90, the float64 backward for sm_80); with four, in some float32 LSTM
+    backward variants for sm_90 and a float64 GRU forward for sm_80; with two, in none
+    (tests/kernels/test_triton_gpu_build.py with RNNREG_TRITON_BUILD_ALL=1)."""
     block = max(16, min(MAX_BLOCK, triton.next_power_of_2(n)))
     return (triton.cdiv(n, block),), block, max(1, min(16, block // 64))
 

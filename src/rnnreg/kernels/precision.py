@@ -53,7 +53,8 @@ def onednn_bf16_lstm() -> bool:
     draw from the global one at the first bf16 call shifted every later mask of that process, so
     a run resumed under bf16 autocast (which probes again) drifted from the uninterrupted one."""
     try:
-        with torch.random.fork_rng(devices=[]), torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        with (torch.random.fork_rng(devices=[]), torch.no_grad(),
+              torch.autocast("cpu", dtype=torch.bfloat16)):
             torch.nn.LSTM(2, 2)(torch.zeros(1, 1, 2))
     except RuntimeError:
         return False

@@ -104,7 +104,7 @@ def initial_state(hx, seq: SequenceBatch, shape: tuple[int, int, int], lstm: boo
             got = list(s.squeeze(1).shape) if seq.unbatched else list(s.shape)
             which = f"hidden[{n}]" if lstm else "hidden"
             raise RuntimeError(f"Expected {which} size {want}, got {got} ({('h_0', 'c_0')[n]})")
-        if s.dtype != seq.x.dtype and not torch._C._is_any_autocast_enabled():
+        if s.dtype != seq.x.dtype and not torch.is_autocast_enabled(seq.x.device.type):
             # torch.nn's kernels refuse it (RuntimeError); the stepwise kernel would cast it silently
             raise RuntimeError(f"{('h_0', 'c_0')[n]} dtype ({s.dtype}) does not match the input's "
                                f"({seq.x.dtype})")
