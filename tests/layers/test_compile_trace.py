@@ -199,3 +199,24 @@ def test_a_half_precision_stepwise_model_exports_in_eval(cls, kw, dtype):
     x = torch.randn(6, 2, 3, dtype=dtype)
     got = exported(x)[0]  # grad mode on, parameters requiring grad
     torch.testing.assert_close(got.float(), layer(x)[0].float(), rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_surprisal_zoneout_signals_compile_in_one_graph_and_are_still_checked(mode, allow_rnn):
+    """zoneout_keep's value check read the tensor on the host, which broke fullgraph; under
+    compile it is an assertion in the graph (RuntimeError, same message; eager: ValueError)."""
+    import torch._inductor.config as inductor_config
+
+    torch.manual_seed(0)
+    layer = getattr(rnnreg.LSTM(3, 4, zoneout_h_p=0.2), mode)()
+    x, keep = torch.randn(5, 2, 3), torch.rand(5, 2, 1)
+    with inductor_config.patch(fallback_random=True):
+        compiled = torch.compile(layer, fullgraph=True)
+        torch.manual_seed(1)
+        got = compiled(x, zoneout_keep=keep)[0]
+        torch.manual_seed(1)
+        torch.testing.assert_close(got, layer(x, zoneout_keep=keep)[0])
+        with pytest.raises(RuntimeError, match="zoneout_keep holds probabilities"):
+            compiled(x, zoneout_keep=keep + 2.0)
+    with pytest.raises(ValueError, match="zoneout_keep holds probabilities"):
+        layer(x, zoneout_keep=keep + 2.0)

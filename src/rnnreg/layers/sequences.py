@@ -62,6 +62,16 @@ class SequenceBatch:
         return out.transpose(0, 1) if self.batch_first else out  # (T, B, F) -> (B, T, F)
 
 
+def _require(ok: Tensor, message: str) -> None:
+    """A check on tensor values: a ValueError in eager code; under torch.compile an assertion in
+    the graph (a RuntimeError with the same message when it fails), since reading the value on the
+    host would break the graph."""
+    if torch.compiler.is_compiling():
+        torch._assert_async(ok, message)
+    elif not bool(ok):
+        raise ValueError(message)
+
+
 def _check_lengths(lengths: Tensor | Sequence[int], steps: int, batch: int) -> Tensor:
     lens = torch.as_tensor(lengths, dtype=torch.int64).cpu()
     if lens.shape != (batch,):
@@ -129,7 +139,8 @@ def keep_signals(zoneout_keep, seq: SequenceBatch, num_layers: int) -> list[Tens
             s = s.unsqueeze(1)  # (T, H) -> (T, 1, H)
         elif seq.batch_first and seq.packed is None:
             s = s.transpose(0, 1)  # (B, T, H) -> (T, B, H)
-        if not bool(((s >= 0) & (s <= 1)).all()):  # a NaN fails both comparisons: refused too
-            raise ValueError("zoneout_keep holds probabilities: every value must lie in [0, 1] (no NaN)")
+        # A NaN fails both comparisons: refused too.
+        _require(((s >= 0) & (s <= 1)).all(),
+                 "zoneout_keep holds probabilities: every value must lie in [0, 1] (no NaN)")
         out.append(s)
     return out
