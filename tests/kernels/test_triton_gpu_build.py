@@ -104,7 +104,8 @@ def option_sets(options: tuple[str, ...]) -> list[tuple[str, ...]]:
 
 
 def build_all(arch: int, monkeypatch, cache_dir) -> dict:
-    """Every variant the step loop launches, built for ``arch``: {hash: CompiledKernel}."""
+    """The variants the step loop launches for each cell's ``option_sets``, built for ``arch``:
+    {hash: CompiledKernel}."""
     from triton.runtime.driver import driver
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     monkeypatch.setenv("TRITON_CACHE_DIR", str(cache_dir))  # a real build, not an earlier one's
