@@ -220,3 +220,17 @@ def test_surprisal_zoneout_signals_compile_in_one_graph_and_are_still_checked(mo
             compiled(x, zoneout_keep=keep + 2.0)
     with pytest.raises(ValueError, match="zoneout_keep holds probabilities"):
         layer(x, zoneout_keep=keep + 2.0)
+
+
+@pytest.mark.parametrize("kw", [{"zoneout_h_p": 0.2}, {"implementation": "stepwise", "bidirectional": True}],
+                         ids=["zoneout", "stepwise-bidirectional"])
+def test_padded_batches_on_the_stepwise_path_compile_in_one_graph(kw, allow_rnn):
+    """The lengths' range check read them on the host (a break under fullgraph); under compile it
+    is an assertion in the graph, as zoneout_keep's. The fused path packs the batch: a break."""
+    torch.manual_seed(0)
+    layer = rnnreg.LSTM(3, 4, **kw).eval()
+    x, lengths = torch.randn(5, 3, 3), torch.tensor([5, 3, 2])
+    compiled = torch.compile(layer, fullgraph=True)
+    torch.testing.assert_close(compiled(x, lengths=lengths)[0], layer(x, lengths=lengths)[0])
+    with pytest.raises(RuntimeError, match="lengths must lie in"):
+        compiled(x, lengths=torch.tensor([6, 3, 2]))

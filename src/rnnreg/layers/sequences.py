@@ -76,7 +76,9 @@ def _check_lengths(lengths: Tensor | Sequence[int], steps: int, batch: int) -> T
     lens = torch.as_tensor(lengths, dtype=torch.int64).cpu()
     if lens.shape != (batch,):
         raise ValueError(f"lengths must have one entry per sequence ({batch}), got shape {tuple(lens.shape)}")
-    if batch and (int(lens.min()) < 1 or int(lens.max()) > steps):
+    if batch and torch.compiler.is_compiling():
+        _require(((lens >= 1) & (lens <= steps)).all(), f"lengths must lie in [1, {steps}]")
+    elif batch and (int(lens.min()) < 1 or int(lens.max()) > steps):
         raise ValueError(f"lengths must lie in [1, {steps}], got min {int(lens.min())} max {int(lens.max())}")
     return lens
 
