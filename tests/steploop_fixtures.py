@@ -1,16 +1,31 @@
 """The step-loop test cases shared by tests/kernels/test_steploop.py (CPU, Triton interpreted) and
 tests/kernels/test_steploop_cuda.py (the same on a CUDA device): one cell's arguments with any of
 its options, a forward + backward with random upstream gradients, and the comparison against the
-plain-autograd reference."""
+plain-autograd reference; and the helper that makes the next import of the Triton pointwise
+modules define their kernels afresh (test_steploop.py, test_triton_gpu_build.py)."""
 
 from __future__ import annotations
 
 import functools
+import sys
 
 import torch
 
+import rnnreg.kernels
 from rnnreg.kernels.reference import gru_reference, lstm_reference, rnn_reference
 from rnnreg.kernels.steploop import gru_steploop, lstm_steploop, rnn_steploop
+
+TRITON_MODULES = ("rnnreg.kernels.pointwise_triton", "rnnreg.kernels.pointwise_triton_kernels")
+
+
+def forget_triton_modules() -> None:
+    """Drop the Triton pointwise modules, so the next import defines the kernels afresh (Triton
+    reads TRITON_INTERPRET when a kernel is defined, not when it runs)."""
+    for name in TRITON_MODULES:
+        sys.modules.pop(name, None)
+        if hasattr(rnnreg.kernels, name.rsplit(".", 1)[1]):
+            delattr(rnnreg.kernels, name.rsplit(".", 1)[1])
+
 
 T, B, I, H = 4, 3, 5, 6
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}

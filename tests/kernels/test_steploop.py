@@ -25,33 +25,21 @@ import sys
 import pytest
 import torch
 
-import rnnreg.kernels
 from rnnreg.kernels import steploop_graphs
 from rnnreg.kernels.steploop import (gru_steploop, lstm_steploop, pointwise_backend, pointwise_for,
                                      rnn_steploop, triton_available)
-from steploop_fixtures import (B, GATES, H, KINDS, OPTIONS, assert_close, assert_low_precision,
-                               assert_matches, make_case, run)
+from steploop_fixtures import (B, GATES, H, KINDS, OPTIONS, TRITON_MODULES, assert_close,
+                               assert_low_precision, assert_matches, forget_triton_modules,
+                               make_case, run)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny step loops: one thread is fastest
-
-TRITON_MODULES = ("rnnreg.kernels.pointwise_triton", "rnnreg.kernels.pointwise_triton_kernels")
-
-
-def _forget_triton_modules() -> None:
-    """Drop the Triton pointwise modules, so the next import defines the kernels afresh (Triton
-    reads TRITON_INTERPRET when a kernel is defined, not when it runs)."""
-    for name in TRITON_MODULES:
-        sys.modules.pop(name, None)
-        if hasattr(rnnreg.kernels, name.rsplit(".", 1)[1]):
-            delattr(rnnreg.kernels, name.rsplit(".", 1)[1])
-
 
 @pytest.fixture(scope="module")
 def interpreted_triton():
     pytest.importorskip("triton", reason="Triton is not installed")
     saved = os.environ.get("TRITON_INTERPRET")
     os.environ["TRITON_INTERPRET"] = "1"
-    _forget_triton_modules()
+    forget_triton_modules()
     try:
         yield importlib.import_module(TRITON_MODULES[0])
     finally:
@@ -59,7 +47,7 @@ def interpreted_triton():
             del os.environ["TRITON_INTERPRET"]
         else:
             os.environ["TRITON_INTERPRET"] = saved
-        _forget_triton_modules()
+        forget_triton_modules()
 
 
 @pytest.fixture(params=["torch", "triton"])

@@ -31,20 +31,18 @@ import itertools
 import os
 import re
 import subprocess
-import sys
 import time
 
 import pytest
 import torch
 
-import rnnreg.kernels
 from rnnreg.kernels.steploop import pointwise_backend
-from steploop_fixtures import KINDS, OPTIONS, make_case, run
+from steploop_fixtures import (KINDS, OPTIONS, TRITON_MODULES, forget_triton_modules, make_case,
+                               run)
 
 triton = pytest.importorskip("triton", reason="Triton is not installed")
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
-MODULES = ("rnnreg.kernels.pointwise_triton", "rnnreg.kernels.pointwise_triton_kernels")
 KERNELS = ("lstm_fwd_kernel", "lstm_bwd_kernel", "gru_fwd_kernel", "gru_bwd_kernel",
            "rnn_fwd_kernel", "rnn_bwd_kernel")
 ARCHS = {"sm_90": 90, "sm_80": 80}
@@ -86,15 +84,6 @@ class Builds:
         return build
 
 
-def _forget_modules() -> None:
-    """Drop the Triton pointwise modules, so that the next import defines the kernels afresh
-    (Triton reads TRITON_INTERPRET when a kernel is defined)."""
-    for name in MODULES:
-        sys.modules.pop(name, None)
-        if hasattr(rnnreg.kernels, name.rsplit(".", 1)[1]):
-            delattr(rnnreg.kernels, name.rsplit(".", 1)[1])
-
-
 def option_sets(options: tuple[str, ...]) -> list[tuple[str, ...]]:
     """No option and every option (each kernel's branches all compile in the second), or, with
     RNNREG_TRITON_BUILD_ALL=1, every combination."""
@@ -111,10 +100,10 @@ def build_all(arch: int, monkeypatch, cache_dir) -> dict:
     monkeypatch.setenv("TRITON_CACHE_DIR", str(cache_dir))  # a real build, not an earlier one's
     saved = getattr(driver, "_active", None)
     driver.set_active(StandInDriver(arch))
-    _forget_modules()
+    forget_triton_modules()
     built: dict = {}
     try:
-        pointwise = importlib.import_module(MODULES[0])
+        pointwise = importlib.import_module(TRITON_MODULES[0])
         assert isinstance(pointwise.lstm_fwd_kernel, triton.runtime.JITFunction)  # not interpreted
         for name in KERNELS:
             monkeypatch.setattr(pointwise, name, Builds(getattr(pointwise, name), pointwise, built))
@@ -128,7 +117,7 @@ def build_all(arch: int, monkeypatch, cache_dir) -> dict:
                         fn(*args.values(), **kw)  # evaluation
     finally:
         driver.set_active(saved)
-        _forget_modules()
+        forget_triton_modules()
     return built
 
 

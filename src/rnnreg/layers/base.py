@@ -94,7 +94,7 @@ class RecurrentBase(nn.RNNBase):
         self.cell = cell
         self.mode, self.proj_size = torch_mode(cell, nonlinearity), 0
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
-        self.bias, self.batch_first, self.bidirectional = bias, batch_first, bool(bidirectional)
+        self.bias, self.batch_first, self.bidirectional = bias, batch_first, bidirectional
         self.dropout = float(dropout)
         self.input_p = check_probability("input_p", input_p)
         self.hidden_p = check_probability("hidden_p", hidden_p)
@@ -105,7 +105,7 @@ class RecurrentBase(nn.RNNBase):
         self.recurrent_dropout_mode = recurrent_dropout_mode
         self.zoneout_h_p = check_probability("zoneout_h_p", zoneout_h_p)
         self.zoneout_c_p = check_probability("zoneout_c_p", zoneout_c_p)
-        self.peepholes = bool(peepholes)
+        self.peepholes = peepholes
         self.forget_bias = None if forget_bias is None else float(forget_bias)
         if self.forget_bias is not None and not math.isfinite(self.forget_bias):
             raise ValueError(f"forget_bias must be a finite number, got {self.forget_bias}")
@@ -115,7 +115,7 @@ class RecurrentBase(nn.RNNBase):
         self.trec_threshold = float(trec_threshold)
         self.recurrent_init = recurrent_init
         self.implementation = implementation
-        self.mc_dropout = bool(mc_dropout)
+        self.mc_dropout = mc_dropout
         self._register_weights(device, dtype)
         self._flat_weights_names, self._all_weights = flat_weight_names(
             [tuple(n for n in names if n in self._parameters) for per_dir in self._names for names in per_dir])
