@@ -58,6 +58,19 @@ def test_zoneout_keep_one_freezes_state_and_passes_gradient():
     torch.testing.assert_close(h0.grad, torch.full_like(h0, 5.0))  # identity through every step
 
 
+@pytest.mark.parametrize("implementation", ["reference", "stepwise"])
+def test_a_zoneout_keep_signal_carries_no_gradient_on_any_path(implementation):
+    """In eval the signal is the zoneout weight itself; the kernels take it as a constant, and the
+    reference twin gave it a gradient (norm 1.44 in an audit) where they gave none: now none on
+    every path, as in training, where masks are sampled from it."""
+    layer = single(implementation=implementation).eval()
+    x = torch.randn(5, 2, I, dtype=torch.double)
+    keep = torch.full((5, 2, 1), 0.3, dtype=torch.double, requires_grad=True)
+    out, _ = layer(x, zoneout_keep=keep)
+    out.sum().backward()
+    assert keep.grad is None and layer.weight_hh_l0.grad is not None
+
+
 def test_zoneout_training_masks_are_fresh_per_step_and_per_state():
     layer = rnnreg.LSTM(I, 64, zoneout_h_p=0.5, zoneout_c_p=0.5).train()
     x = torch.randn(30, 8, I)

@@ -22,11 +22,14 @@ from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from .autograd_modes import plain_autograd
 from .precision import outside_cpu_autocast
 from .reference import activation
+from .refuse_twice import refusing_twice
+
+TWICE = ("the Clockwork RNN's fast path cannot differentiate twice (its backward is hand-written); "
+         "for second-order gradients use implementation='reference'")
 
 BACKENDS = ("python", "steploop")
 
@@ -67,28 +70,34 @@ class _Recurrence(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_out: Tensor):
-        # h_t = hold_t h_{t-1} + (1 - hold_t) f(pre_t), pre_t = xw_t + (m * h_{t-1}) W^T.
-        h0, w_hh, hold, rec_mask, out, pre = ctx.saved_tensors
-        gate = (1.0 - hold) * _slope(pre, ctx.nonlinearity, ctx.threshold)  # (T, B, H): dh_t / dpre_t
-        gates, holds = gate.unbind(0), hold.unbind(0)
-        from_outputs = [torch.zeros_like(grad_out[0]), *grad_out.unbind(0)[:-1]]  # [t]: output t-1's gradient
-        g, d_pres = grad_out[-1], []  # g: dL/dh_t, everything downstream of h_t included
-        for t in range(pre.shape[0] - 1, -1, -1):
-            d = g * gates[t]
-            d_pres.append(d)
-            if rec_mask is None:
-                g_prev = torch.addmm(from_outputs[t], d, w_hh)
-            else:
-                g_prev = (d @ w_hh).mul_(rec_mask).add_(from_outputs[t])
-            g = g_prev.addcmul_(g, holds[t])
-        d_pre = torch.stack(d_pres[::-1])  # (T, B, H)
-        h_in = torch.cat([h0[None], out[:-1]])  # (T, B, H): the state each step read
-        h_in = h_in if rec_mask is None else h_in * rec_mask
-        size = h_in.shape[-1]
-        d_w = d_pre.reshape(-1, size).t() @ h_in.reshape(-1, size)  # (T*B, H) x2 -> (H, H)
-        return d_pre, g, d_w, None, None, None, None
+        with torch.no_grad():  # hand-written: refused twice rather than half-differentiated
+            grads = _grads(ctx, grad_out)
+        return refusing_twice(grads, (grad_out, *ctx.saved_tensors), TWICE)
+
+
+def _grads(ctx, grad_out: Tensor) -> tuple:
+    """_Recurrence's hand-written BPTT: gradients of xw, h0 and w_hh (None for the rest)."""
+    # h_t = hold_t h_{t-1} + (1 - hold_t) f(pre_t), pre_t = xw_t + (m * h_{t-1}) W^T.
+    h0, w_hh, hold, rec_mask, out, pre = ctx.saved_tensors
+    gate = (1.0 - hold) * _slope(pre, ctx.nonlinearity, ctx.threshold)  # (T, B, H): dh_t / dpre_t
+    gates, holds = gate.unbind(0), hold.unbind(0)
+    from_outputs = [torch.zeros_like(grad_out[0]), *grad_out.unbind(0)[:-1]]  # [t]: output t-1's gradient
+    g, d_pres = grad_out[-1], []  # g: dL/dh_t, everything downstream of h_t included
+    for t in range(pre.shape[0] - 1, -1, -1):
+        d = g * gates[t]
+        d_pres.append(d)
+        if rec_mask is None:
+            g_prev = torch.addmm(from_outputs[t], d, w_hh)
+        else:
+            g_prev = (d @ w_hh).mul_(rec_mask).add_(from_outputs[t])
+        g = g_prev.addcmul_(g, holds[t])
+    d_pre = torch.stack(d_pres[::-1])  # (T, B, H)
+    h_in = torch.cat([h0[None], out[:-1]])  # (T, B, H): the state each step read
+    h_in = h_in if rec_mask is None else h_in * rec_mask
+    size = h_in.shape[-1]
+    d_w = d_pre.reshape(-1, size).t() @ h_in.reshape(-1, size)  # (T*B, H) x2 -> (H, H)
+    return d_pre, g, d_w, None, None, None, None
 
 
 # Under CPU autocast the loop's addmm would return a low-precision activation that lerp then meets

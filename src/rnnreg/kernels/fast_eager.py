@@ -10,8 +10,9 @@ they give the same bits; ``kernels/fast.py`` takes this one only where nothing r
 (no compiler, tracer or dispatch mode: :func:`eager_call`), and the registered ops everywhere else.
 
 Second-order gradients: the backward is the kernel's hand-written one, not differentiable again.
-Under ``create_graph=True`` its gradients are tied to its inputs through :class:`_RefuseTwice`, so a
-second backward raises the registered route's error instead of silently missing terms.
+Under ``create_graph=True`` its gradients are tied to its inputs through
+:func:`.refuse_twice.refusing_twice`, so a second backward raises the registered route's error
+instead of silently missing terms.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from . import fast_ops
 from .build import native_ops
+from .refuse_twice import refusing_twice
 
 
 _PLAIN = (Tensor, torch.nn.Parameter)
@@ -35,30 +37,6 @@ def eager_call(*tensors: Tensor | None) -> bool:
                 or _get_current_dispatch_mode() is not None
                 or torch._C._are_functorch_transforms_active()
                 or any(t is not None and type(t) not in _PLAIN for t in tensors))
-
-
-class _RefuseTwice(torch.autograd.Function):
-    """The identity on the backward's gradients (the first ``n`` arguments), with what they were
-    computed from (the rest) as inputs too, so a second backward reaches this node and raises."""
-
-    @staticmethod
-    def forward(ctx, n: int, *tensors: Tensor | None):
-        # Copies, not views: a view made inside a Function may not be modified in place later,
-        # and the registered route hands on plain tensors.
-        return tuple(None if g is None else g.clone() for g in tensors[:n])
-
-    @staticmethod
-    def backward(ctx, *grads):
-        fast_ops._refuse_second_order(ctx)
-
-
-def _refusing_twice(grads: tuple, anchors: tuple) -> tuple:
-    """The gradients as they are, or under create_graph tied to ``anchors`` by _RefuseTwice."""
-    if not torch.is_grad_enabled():
-        return grads
-    if not any(isinstance(t, Tensor) and t.requires_grad for t in anchors):
-        return grads
-    return tuple(_RefuseTwice.apply(len(grads), *grads, *anchors))
 
 
 def _function(name: str, forward, arity: int, setup, backward, native_backward) -> type:
@@ -75,7 +53,7 @@ def _function(name: str, forward, arity: int, setup, backward, native_backward) 
         with torch.autocast("cpu", enabled=False):  # as the registered ops run: float32 inside
             with torch.no_grad():
                 result = backward(ctx, *grads, op=native_backward())
-        return _refusing_twice(result, (*grads, *ctx.saved_tensors))
+        return refusing_twice(result, (*grads, *ctx.saved_tensors), fast_ops.TWICE)
 
     return type(name, (torch.autograd.Function,), {"forward": staticmethod(fwd), "backward": staticmethod(bwd)})
 

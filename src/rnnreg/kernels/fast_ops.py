@@ -39,9 +39,12 @@ def _maybe(shape: tuple[int, ...], wanted: bool, like: Tensor) -> Tensor:
     return like.new_empty(shape if wanted else (0,))
 
 
+TWICE = ("rnnreg's C++ stepwise kernel cannot differentiate twice (its backward is hand-written); "
+         "for second-order gradients use implementation='reference'")
+
+
 def _refuse_second_order(ctx, *grads):
-    raise RuntimeError("rnnreg's C++ stepwise kernel cannot differentiate twice (its backward is "
-                       "hand-written); for second-order gradients use implementation='reference'")
+    raise RuntimeError(TWICE)
 
 
 def _refusing(op) -> None:

@@ -4,7 +4,8 @@ hand-written backward and one fused pointwise pass per step.
 ``lstm_steploop``, ``gru_steploop`` and ``rnn_steploop`` take exactly the arguments of
 ``lstm_reference``, ``gru_reference`` and ``rnn_reference`` and return the same results, with
 gradients for the input, the initial states, the weights, the biases and the peepholes (masks and
-zoneout weights get none; the backward is once-differentiable, so a second-order gradient raises).
+zoneout weights get none; the backward is hand-written, so a second-order gradient raises:
+refuse_twice.py).
 Per step the forward runs one GEMM and one pointwise pass, the backward one pointwise pass and one
 GEMM; everything else is a single GEMM or reduction over all steps (``steploop_lstm.py``,
 ``steploop_gru.py``, ``steploop_rnn.py``). The scheme is csrc/recurrence.h's, on any device.

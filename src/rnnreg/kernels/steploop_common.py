@@ -14,7 +14,17 @@ import contextlib
 import torch
 from torch import Tensor
 
+from .refuse_twice import refusing_twice
 from .steploop_torch import acc_dtype
+
+TWICE = ("rnnreg's step loop cannot differentiate twice (its backward is hand-written); for "
+         "second-order gradients use implementation='reference'")
+
+
+def refused_twice(grads: tuple, incoming: tuple, saved: tuple) -> tuple:
+    """The backward's ``grads``; under ``create_graph=True`` tied to the incoming gradients and the
+    saved tensors, so that a second backward raises instead of missing terms (refuse_twice.py)."""
+    return refusing_twice(grads, (*incoming, *saved), TWICE)
 
 
 def at(t: Tensor | None, step: int) -> Tensor | None:

@@ -14,10 +14,9 @@ import functools
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from .steploop_common import (at, bias_grads, bias_sum, first_hin, initial_grad, input_grads,
-                              new_carry, no_autocast, prev_states, project, w_hh_grad)
+                              new_carry, no_autocast, prev_states, project, refused_twice, w_hh_grad)
 from .steploop_graphs import run_loop
 from .steploop_torch import acc
 
@@ -81,22 +80,28 @@ class LSTMStepLoop(torch.autograd.Function):
         return hs, cs
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, dhs, dcs):
-        if dhs is None and dcs is None:
-            return (None,) * 13
-        x, h0, c0, w_ih, w_hh, peep, rm, kh, kc, u, hs, cs, gates, cn, hin = ctx.saved_tensors
-        n = ctx.needs_input_grad  # n[0] is pw
-        cn = cs if cn is None else cn  # without zoneout of c the stored cell is the un-zoned one
-        dg = torch.empty_like(gates)  # (T, B, 4H) pre-activation gradients
-        with no_autocast(x.device.type):
-            dhd, dhr, dc = _bwd_loop(ctx.pw, gates, c0, cs, cn, w_hh, peep, rm, kh, kc, u,
-                                     None if dhs is None else dhs.contiguous(),
-                                     None if dcs is None else dcs.contiguous(), dg, n[2])
-            dx, dw_ih = input_grads(dg, x, w_ih, n[1], n[4])
-            db_ih, db_hh = bias_grads(dg, n[6], n[7])
-            return (None, dx, initial_grad(dhd, dhr, rm, x.dtype) if n[2] else None,
-                    dc.to(x.dtype) if n[3] else None, dw_ih,
-                    w_hh_grad(dg, h0, hs, hin) if n[5] else None, db_ih, db_hh,
-                    _peep_grad(dg, c0, cs, cn) if n[8] and peep is not None else None,
-                    None, None, None, None)
+        with torch.no_grad():  # hand-written: refused twice rather than half-differentiated
+            grads = _grads(ctx, dhs, dcs)
+        return refused_twice(grads, (dhs, dcs), ctx.saved_tensors)
+
+
+def _grads(ctx, dhs: Tensor | None, dcs: Tensor | None) -> tuple:
+    """LSTMStepLoop's gradients, one per argument of apply (None for pw and the masks)."""
+    if dhs is None and dcs is None:
+        return (None,) * 13
+    x, h0, c0, w_ih, w_hh, peep, rm, kh, kc, u, hs, cs, gates, cn, hin = ctx.saved_tensors
+    n = ctx.needs_input_grad  # n[0] is pw
+    cn = cs if cn is None else cn  # without zoneout of c the stored cell is the un-zoned one
+    dg = torch.empty_like(gates)  # (T, B, 4H) pre-activation gradients
+    with no_autocast(x.device.type):
+        dhd, dhr, dc = _bwd_loop(ctx.pw, gates, c0, cs, cn, w_hh, peep, rm, kh, kc, u,
+                                 None if dhs is None else dhs.contiguous(),
+                                 None if dcs is None else dcs.contiguous(), dg, n[2])
+        dx, dw_ih = input_grads(dg, x, w_ih, n[1], n[4])
+        db_ih, db_hh = bias_grads(dg, n[6], n[7])
+        return (None, dx, initial_grad(dhd, dhr, rm, x.dtype) if n[2] else None,
+                dc.to(x.dtype) if n[3] else None, dw_ih,
+                w_hh_grad(dg, h0, hs, hin) if n[5] else None, db_ih, db_hh,
+                _peep_grad(dg, c0, cs, cn) if n[8] and peep is not None else None,
+                None, None, None, None)

@@ -12,10 +12,11 @@ from __future__ import annotations
 import functools
 
 import torch
-from torch.autograd.function import once_differentiable
+from torch import Tensor
 
 from .steploop_common import (at, bias_grads, bias_sum, first_hin, initial_grad, input_grads,
-                              new_carry, no_autocast, prev_states, project, w_hh_grad)
+                              new_carry, no_autocast, prev_states, project, refused_twice,
+                              w_hh_grad)
 from .steploop_graphs import run_loop
 
 
@@ -55,22 +56,28 @@ class RNNStepLoop(torch.autograd.Function):
         return hs
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, dhs):
-        if dhs is None:
-            return (None,) * 11
-        x, h0, w_ih, w_hh, rm, kh, hs, deriv, hin = ctx.saved_tensors
-        n = ctx.needs_input_grad  # n[0] is pw
-        dhs = dhs.contiguous()
-        dg = torch.empty_like(deriv)  # (T, B, H)
-        dhd, dhr = new_carry(h0)
-        with no_autocast(x.device.type):
-            for t in range(x.shape[0] - 1, -1, -1):
-                ctx.pw.rnn_bwd(deriv[t], at(kh, t), dhs[t], dhr, rm, dhd, dg[t])
-                if t > 0 or n[2]:
-                    torch.mm(dg[t], w_hh, out=dhr)  # (B, H) @ (H, H)
-            dx, dw_ih = input_grads(dg, x, w_ih, n[1], n[3])
-            db_ih, db_hh = bias_grads(dg, n[5], n[6])
-            return (None, dx, initial_grad(dhd, dhr, rm, x.dtype) if n[2] else None, dw_ih,
-                    w_hh_grad(dg, h0, hs, hin) if n[4] else None, db_ih, db_hh,
-                    None, None, None, None)
+        with torch.no_grad():  # hand-written: refused twice rather than half-differentiated
+            grads = _grads(ctx, dhs)
+        return refused_twice(grads, (dhs,), ctx.saved_tensors)
+
+
+def _grads(ctx, dhs: Tensor | None) -> tuple:
+    """RNNStepLoop's gradients, one per argument of apply (None for pw, masks and settings)."""
+    if dhs is None:
+        return (None,) * 11
+    x, h0, w_ih, w_hh, rm, kh, hs, deriv, hin = ctx.saved_tensors
+    n = ctx.needs_input_grad  # n[0] is pw
+    dhs = dhs.contiguous()
+    dg = torch.empty_like(deriv)  # (T, B, H)
+    dhd, dhr = new_carry(h0)
+    with no_autocast(x.device.type):
+        for t in range(x.shape[0] - 1, -1, -1):
+            ctx.pw.rnn_bwd(deriv[t], at(kh, t), dhs[t], dhr, rm, dhd, dg[t])
+            if t > 0 or n[2]:
+                torch.mm(dg[t], w_hh, out=dhr)  # (B, H) @ (H, H)
+        dx, dw_ih = input_grads(dg, x, w_ih, n[1], n[3])
+        db_ih, db_hh = bias_grads(dg, n[5], n[6])
+        return (None, dx, initial_grad(dhd, dhr, rm, x.dtype) if n[2] else None, dw_ih,
+                w_hh_grad(dg, h0, hs, hin) if n[4] else None, db_ih, db_hh,
+                None, None, None, None)

@@ -224,7 +224,8 @@ class RecurrentBase(nn.RNNBase):
 
         lengths: per-sequence lengths (B,) for a padded tensor input (or pass a PackedSequence).
         zoneout_keep: per-step keep probabilities from outside (one tensor, or one per layer),
-            shaped like the input with a last dim of 1 or H; training samples them, eval uses them.
+            shaped like the input with a last dim of 1 or H; training samples them, eval uses them;
+            no gradient flows into them.
         return_states / return_cells: also return a RecurrentStates with every layer's sequences.
         """
         seq = SequenceBatch.from_input(input, self.batch_first, lengths)

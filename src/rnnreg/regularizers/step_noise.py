@@ -70,12 +70,15 @@ def zoneout_weights(rate: float, shape: tuple[int, int, int], like: Tensor, *, s
     """Zoneout weights d_t (T, B, H) in like's dtype and device, or None when nothing zones out.
 
     stochastic: sample (training or MC dropout) rather than take the expectation. signal:
-    per-step keep probabilities broadcastable to ``shape``; they replace ``rate``. valid (T, B):
+    per-step keep probabilities broadcastable to ``shape``; they replace ``rate`` (and carry no
+    gradient). valid (T, B):
     False on padded steps, which get d_t = 1.
     """
     rate = check_probability("zoneout rate", rate)
     if signal is not None:
-        prob = signal.to(like.dtype).expand(shape)  # (T, B, 1 or H) -> (T, B, H)
+        # No gradient into the signal, on any path: training samples masks from it, the C++ and
+        # step-loop kernels take zoneout weights as constants, so the reference twin must too.
+        prob = signal.detach().to(like.dtype).expand(shape)  # (T, B, 1 or H) -> (T, B, H)
         keep = bernoulli_keep(prob) if stochastic else prob
     elif rate > 0.0:
         keep = keep_mask(shape, rate, like) if stochastic else like.new_full(shape, rate)
