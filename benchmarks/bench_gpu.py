@@ -6,6 +6,7 @@ configured (they pick their kernel themselves: kernels.pick_kernel), and the sam
 straight through kernels/steploop.py with torch pointwise ops, with Triton pointwise kernels, and
 with Triton plus the forward loop's CUDA graphs. Sizes and the pairing method are
 bench_layers.py's (read its docstring and README.md); precision fp32, or bf16 under autocast.
+float32 means full float32 on both sides unless ``--tf32`` allows TF32 on both (``set_tf32``).
 stdout carries one JSON line per result and nothing else; progress goes to stderr.
 
     python benchmarks/bench_gpu.py                   # everything (tens of minutes)
@@ -213,7 +214,8 @@ def run_one(size_name, size, name, cfg, dtype_name, device, args, out) -> None:
                 "dtype": dtype_name, "contender": contender, "layer_kernel": kernel,
                 "baseline": f"torch.nn.{bl.BASELINES[cfg.layer.cell].__name__}",
                 "tokens_per_s": tokens / r["s"], "baseline_tokens_per_s": tokens / result["cudnn"]["s"],
-                "ratio": r["ratio"], "device": str(device), "torch": torch.__version__, "quick": args.quick}
+                "ratio": r["ratio"], "tf32": args.tf32, "device": str(device), "torch": torch.__version__,
+                "quick": args.quick}
         out.write(json.dumps(line) + "\n")
         log(f"  {contender}: ratio {r['ratio']:.3f} ({tokens / r['s']:.0f} tokens/s)")
     steploop_graphs.clear_cuda_graphs()
@@ -223,9 +225,19 @@ def run_one(size_name, size, name, cfg, dtype_name, device, args, out) -> None:
     if args.compile and first:
         secs = compile_seconds(layers, x, weight, cfg.layer.penalty, autocast, device)
         out.write(json.dumps({"kind": "compile", "size": size_name, "config": name, "dtype": dtype_name,
-                              "compile_s": secs, "device": str(device), "torch": torch.__version__,
+                              "compile_s": secs, "tf32": args.tf32, "device": str(device),
+                              "torch": torch.__version__,
                               "quick": args.quick}) + "\n")
         log(f"  torch.compile: {secs:.1f} s")
+
+
+def set_tf32(on: bool) -> None:
+    """The same float32 arithmetic on both sides. torch's defaults differ: cuDNN's RNNs may use
+    TF32 (``cudnn.allow_tf32`` True) while cuBLAS's matmuls, the step loop's, may not
+    (``cuda.matmul.allow_tf32`` False), which would bias every float32 ratio against rnnreg. The
+    legacy switches only: torch refuses a mix of them with the newer ``fp32_precision`` ones."""
+    torch.backends.cudnn.allow_tf32 = on
+    torch.backends.cuda.matmul.allow_tf32 = on
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -239,6 +251,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="skip the torch.compile timing (by default once per config and dtype)")
     p.add_argument("--quick", action="store_true", help="tiny sizes, 1 repeat: a smoke run")
     p.add_argument("--device", default="cuda", help="cuda (default), or cpu for a smoke test of the script")
+    p.add_argument("--tf32", action="store_true",
+                   help="allow TF32 in float32 matrix products, cuDNN's and cuBLAS's alike (default: "
+                        "neither, so that both contenders compute in full float32)")
     args = p.parse_args(argv)
     for flag, allowed in (("sizes", bl.SIZES), ("configs", CONFIGS), ("dtypes", ("fp32", "bf16"))):
         chosen = [s for s in getattr(args, flag).split(",") if s]
@@ -254,6 +269,7 @@ def main(argv=None) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         log("bench_gpu: no CUDA device (torch.cuda.is_available() is False); nothing measured")
         return 2
+    set_tf32(args.tf32)
     out = bl.json_stdout()
     sizes = bl.QUICK_SIZES if args.quick else bl.SIZES
     for dtype_name in args.dtypes:

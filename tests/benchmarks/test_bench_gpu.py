@@ -40,3 +40,20 @@ def test_quick_cpu_run_prints_json_lines():
     for r in rows:
         assert r["ratio"] > 0 and r["tokens_per_s"] > 0 and r["baseline_tokens_per_s"] > 0, r
         assert r["baseline"] == {"lstm": "torch.nn.LSTM", "gru": "torch.nn.GRU"}[r["cell"]], r
+        assert r["tf32"] is False, r  # full float32 on both sides unless --tf32
+
+
+def test_tf32_is_set_alike_for_cudnn_and_the_step_loops_matmuls(monkeypatch):
+    """torch's defaults allow TF32 in cuDNN's RNNs but not in cuBLAS's matmuls: a float32 ratio
+    would compare TF32 cuDNN with full-float32 products. Both switches follow --tf32."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import bench_gpu
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    try:
+        for on in (True, False):
+            bench_gpu.set_tf32(on)
+            assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == (on, on)
+        assert bench_gpu.parse_args([]).tf32 is False and bench_gpu.parse_args(["--tf32"]).tf32 is True
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
