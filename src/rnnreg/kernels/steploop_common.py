@@ -21,10 +21,13 @@ TWICE = ("rnnreg's step loop cannot differentiate twice (its backward is hand-wr
          "second-order gradients use implementation='reference'")
 
 
-def refused_twice(grads: tuple, incoming: tuple, saved: tuple) -> tuple:
-    """The backward's ``grads``; under ``create_graph=True`` tied to the incoming gradients and the
+def backward_once(grads_of, ctx, *incoming: Tensor | None) -> tuple:
+    """A step-loop Function's backward: ``grads_of(ctx, *incoming)``, its hand-written gradients,
+    computed without a graph; under ``create_graph=True`` tied to the incoming gradients and the
     saved tensors, so that a second backward raises instead of missing terms (refuse_twice.py)."""
-    return refusing_twice(grads, (*incoming, *saved), TWICE)
+    with torch.no_grad():
+        grads = grads_of(ctx, *incoming)
+    return refusing_twice(grads, (*incoming, *ctx.saved_tensors), TWICE)
 
 
 def at(t: Tensor | None, step: int) -> Tensor | None:

@@ -15,8 +15,8 @@ import functools
 import torch
 from torch import Tensor
 
-from .steploop_common import (at, first_hin, initial_grad, input_grads, new_carry, no_autocast,
-                              prev_states, project, refused_twice, w_hh_grad)
+from .steploop_common import (at, backward_once, first_hin, initial_grad, input_grads, new_carry,
+                              no_autocast, prev_states, project, w_hh_grad)
 from .steploop_graphs import run_loop
 
 
@@ -61,9 +61,7 @@ class GRUStepLoop(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dhs):
-        with torch.no_grad():  # hand-written: refused twice rather than half-differentiated
-            grads = _grads(ctx, dhs)
-        return refused_twice(grads, (dhs,), ctx.saved_tensors)
+        return backward_once(_grads, ctx, dhs)  # hand-written: a second backward raises
 
 
 def _grads(ctx, dhs: Tensor | None) -> tuple:
