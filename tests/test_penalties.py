@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from rnnreg import penalties
 from rnnreg.penalties import (
     NORM_STABILIZER_COSTS,
     ar,
@@ -224,3 +225,32 @@ def test_h0_is_a_real_step_for_every_sequence():
 def test_lengths_must_match_the_batch():
     with pytest.raises(ValueError, match="lengths"):
         ar(padded(0.0), 1.0, torch.tensor([1, 2]))
+
+
+HALF = [torch.float16, torch.bfloat16]
+PENALTIES = {
+    "ar": lambda h: penalties.ar(h, 2.0),
+    "tar": lambda h: penalties.tar(h, 1.0),
+    **{f"norm_stabilizer-{cost}": (lambda h, cost=cost: penalties.norm_stabilizer(
+        h, 50.0, h[0] * 0.5, cost=cost, target=1.0 if cost == "target" else None))
+       for cost in penalties.NORM_STABILIZER_COSTS},
+    "l1": lambda h: penalties.l1_penalty([h], 1e-3),
+    "l2": lambda h: penalties.l2_penalty([h], 1e-3),
+    "elastic_net": lambda h: penalties.elastic_net([h], 1e-3, 1e-3),
+}
+
+
+@pytest.mark.parametrize("dtype", HALF, ids=str)
+@pytest.mark.parametrize("name", sorted(PENALTIES))
+def test_half_precision_states_are_penalised_in_float32(name, dtype):
+    """States of a float16 model (ReLU / IRNN ones reach hundreds) made every penalty inf when
+    it summed their squares in float16, and bf16 rounded it to 8 bits: each penalty now computes
+    them in float32, equal to the float32 call on the same values, its gradient in their dtype."""
+    torch.manual_seed(0)
+    h = (torch.randn(20, 4, 64) * 300).to(dtype).requires_grad_()
+    got = PENALTIES[name](h)
+    want = PENALTIES[name](h.detach().float())
+    assert got.dtype == torch.float32 and torch.isfinite(got)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=0)
+    got.backward()
+    assert h.grad.dtype == dtype and torch.isfinite(h.grad.float()).all()

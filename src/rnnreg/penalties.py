@@ -1,5 +1,10 @@
 """Penalty terms added to the training loss: activation, temporal and norm-stabilizing penalties,
-and L1/L2 weight decay. Pure functions; each returns a scalar tensor on the input's device/dtype.
+and L1/L2 weight decay. Pure functions; each returns a scalar tensor on the input's device, in
+float32 for half-precision inputs (float16 / bfloat16) and in the input's dtype otherwise.
+
+Half precision is computed in float32 (the gradient flows back through the cast): a sum of squares
+of float16 states overflows to inf from |h| of about 256 at these sizes, and bf16 rounds the
+penalty to 8 bits, so mixed-precision training keeps its loss terms in float32.
 
 Hidden sequences are time-major, ``h`` of shape (T, B, H). Every penalty is exactly 0 when its
 weight is 0 (still a tensor connected to the input's graph, so ``loss + penalty`` always works).
@@ -17,6 +22,11 @@ from .kernels.squared_sums import MeanOfSquares, MeanOfSquaredSteps
 from .regularizers.masks import check_nonnegative
 
 NORM_STABILIZER_COSTS = ("norm", "delta", "relative", "l1", "target", "endpoints")
+
+
+def _fp32(x: Tensor) -> Tensor:
+    """float16 / bfloat16 as float32 (a differentiable cast); any other dtype as it is."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 def _zero(x: Tensor) -> Tensor:
@@ -53,6 +63,7 @@ def ar(h: Tensor, alpha: float, lengths: Tensor | None = None) -> Tensor:
     (B,): padded batches average over each sequence's real steps only.
     """
     alpha = check_nonnegative("alpha", alpha)
+    h = _fp32(h)
     if alpha == 0.0:
         return _zero(h)
     if lengths is None and plain_autograd():  # the closed-form backward (kernels/squared_sums.py)
@@ -68,6 +79,7 @@ def tar(h: Tensor, beta: float, lengths: Tensor | None = None) -> Tensor:
     so the drop to zero padding after a short sequence is not penalised.
     """
     beta = check_nonnegative("beta", beta)
+    h = _fp32(h)
     if beta == 0.0 or h.shape[0] < 2:
         return _zero(h)
     if lengths is None and plain_autograd():  # the closed-form backward (kernels/squared_sums.py)
@@ -123,6 +135,7 @@ def norm_stabilizer(h: Tensor, beta: float, h0: Tensor | None = None, cost: str 
         raise ValueError(f"h must be (T, B, H), got shape {tuple(h.shape)}")
     if h0 is not None and h0.shape != h.shape[1:]:
         raise ValueError(f"h0 must have shape {tuple(h.shape[1:])}, got {tuple(h0.shape)}")
+    h, h0 = _fp32(h), None if h0 is None else _fp32(h0)
     if beta == 0.0 or h.shape[0] == 0:
         return _zero(h)
 
@@ -150,8 +163,9 @@ def norm_stabilizer(h: Tensor, beta: float, h0: Tensor | None = None, cost: str 
 
 
 def _params(params: Iterable[Tensor]) -> list[Tensor]:
-    # Materialise once: params is often a generator such as model.parameters().
-    return list(params)
+    # Materialise once: params is often a generator such as model.parameters(). Half precision in
+    # float32 (module docstring).
+    return [_fp32(p) for p in params]
 
 
 def _total(terms: list[Tensor]) -> Tensor:

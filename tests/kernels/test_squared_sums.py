@@ -40,11 +40,13 @@ def test_value_and_gradient_match_autograd(kind, T, dtype):
 def test_penalties_keep_the_autograd_forms_values(dtype):
     """ar / tar without lengths give exactly alpha * h.pow(2).mean() and beta * (h[1:] -
     h[:-1]).pow(2).mean(), at AWD-LSTM's output size too, where a half-precision sum before the
-    division would round differently (or overflow in fp16)."""
+    division would round differently (or overflow in fp16). Half precision: of h in float32, as
+    the penalties compute it (tests/test_penalties.py)."""
     for shape, scale in (((35, 20, 200), 2.0), ((70, 80, 400), 0.3)):
         h = _h(*shape, dtype=dtype, scale=scale)
-        assert torch.equal(ar(h, 2.0), 2.0 * h.pow(2).mean())
-        assert torch.equal(tar(h, 1.5), 1.5 * (h[1:] - h[:-1]).pow(2).mean())
+        h32 = h.float() if dtype in HALF else h
+        assert torch.equal(ar(h, 2.0), 2.0 * h32.pow(2).mean())
+        assert torch.equal(tar(h, 1.5), 1.5 * (h32[1:] - h32[:-1]).pow(2).mean())
         assert torch.isfinite(ar(h, 2.0)) and torch.isfinite(tar(h, 1.5))
 
 

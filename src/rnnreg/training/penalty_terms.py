@@ -46,14 +46,14 @@ def penalty_terms(pen: PenaltyConfig, out, params: Iterable[nn.Parameter], *, li
     zeros); ``lengths`` (B,): real steps of a padded batch; ``incoming``: per layer, the state
     (``(h, c)`` or ``h``, each (1, B, H_l)) the sequences started from, or None (zeros)."""
     zero = like.new_zeros(())
-    # In float32 whatever the model ran in (train.precision = bf16 / fp16: states in autocast's
-    # dtype); .float() is the identity on float32.
-    norm = sum((penalties.norm_stabilizer(seq.float(), pen.norm_stabilizer, None if h0 is None else h0.float(),
-                                          pen.norm_stabilizer_cost, pen.norm_stabilizer_target, lengths)
+    # In float32 whatever the model ran in: the penalties compute half-precision states (autocast's
+    # dtype under train.precision = bf16 / fp16) in float32 themselves (rnnreg/penalties.py).
+    norm = sum((penalties.norm_stabilizer(seq, pen.norm_stabilizer, h0, pen.norm_stabilizer_cost,
+                                          pen.norm_stabilizer_target, lengths)
                 for seq, h0 in _stabilized(pen, out, incoming)), zero)
     return PenaltyTerms(
-        ar=penalties.ar(out.dropped[-1].float(), pen.ar, lengths),
-        tar=penalties.tar(out.raw[-1].float(), pen.tar, lengths),
+        ar=penalties.ar(out.dropped[-1], pen.ar, lengths),
+        tar=penalties.tar(out.raw[-1], pen.tar, lengths),
         norm_stabilizer=norm,
         weight=penalties.elastic_net(params, pen.l1, pen.l2) if pen.l1 or pen.l2 else zero)
 
