@@ -195,3 +195,25 @@ def test_a_float64_layer_is_left_to_float64_under_autocast():
         out, _ = layer(x)
     assert out.dtype == torch.float64
     torch.testing.assert_close(out, want)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("implementation", ["fused", "stepwise", "reference"])
+def test_a_padded_or_packed_lstm_batch_hands_on_the_dtype_of_every_other_path(implementation, dtype):
+    """torch.lstm's packed overload is outside autocast's list: handed through under bf16 it
+    returned float32 (output, h_n, c_n) where every other path returns bf16. Now each path, with
+    lengths= or a PackedSequence, hands on what the plain batch does, close to float32."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    torch.manual_seed(0)
+    layer = rnnreg.LSTM(5, 6, implementation=implementation).eval()
+    x, lengths = torch.randn(7, 3, 5), torch.tensor([7, 5, 2])
+    want, (want_h, _) = layer(x, lengths=lengths)
+    with torch.autocast("cpu", dtype=dtype):
+        plain = layer(x)[0].dtype
+        out, (h_n, c_n) = layer(x, lengths=lengths)
+        packed, (h_p, _) = layer(pack_padded_sequence(x, lengths, enforce_sorted=False))
+    assert out.dtype == h_n.dtype == c_n.dtype == packed.data.dtype == h_p.dtype == plain == dtype
+    torch.testing.assert_close(out.float(), want, atol=TOLERANCE[dtype], rtol=0)
+    torch.testing.assert_close(pad_packed_sequence(packed)[0].float(), want, atol=TOLERANCE[dtype], rtol=0)
+    torch.testing.assert_close(h_n.float(), want_h, atol=TOLERANCE[dtype], rtol=0)

@@ -24,6 +24,10 @@ from ..kernels.precision import onednn_bf16_lstm, outside_cpu_autocast
 # dtype. GRU and the Elman RNNs run as torch.nn's do.
 _LSTM = outside_cpu_autocast(bf16_passthrough=onednn_bf16_lstm)(torch.lstm)
 _OPS = {"lstm": torch.compiler.disable(_LSTM), "gru": torch.gru, "tanh": torch.rnn_tanh, "relu": torch.rnn_relu}
+# torch.lstm's packed overload is outside autocast's list, so handed through under bf16 it ran on
+# the inputs' dtypes and returned float32 where every other path returns bf16: it always takes
+# the float32 route (autocast's dtype handed on), under bf16 as under fp16.
+_PACKED_OPS = {**_OPS, "lstm": torch.compiler.disable(outside_cpu_autocast()(torch.lstm))}
 
 
 def fused_layer(op: str, x: Tensor, lengths: Tensor | None, h0: Tensor, c0: Tensor | None,
@@ -41,6 +45,7 @@ def fused_layer(op: str, x: Tensor, lengths: Tensor | None, h0: Tensor, c0: Tens
         hx = [h0, c0] if op == "lstm" else h0
         res = fn(x, hx, flat_weights, has_bias, 1, 0.0, train, bidirectional, False)
         return res[0], res[1], res[2] if op == "lstm" else None
+    fn = _PACKED_OPS[op]
     packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
     order, undo = packed.sorted_indices, packed.unsorted_indices
     h0s = h0.index_select(1, order)  # (D, B, H) in the packed (length-sorted) order
