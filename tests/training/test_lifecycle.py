@@ -10,10 +10,11 @@ import pytest
 from rnnreg.cli import main
 from rnnreg.config import ConfigError, load_config
 from rnnreg.runs.checkpoint import load_checkpoint
+from rnnreg.runs.lock import RunLock
 from rnnreg.runs.metrics import read_metrics
 from rnnreg.runs.run_dir import RunDir, new_run_dir
 from rnnreg.tasks.build import build_task
-from rnnreg.training.loop import _problem, train
+from rnnreg.training.loop import TrainingError, _problem, train
 from rnnreg.training.state import TrainingState
 
 from lm_fixtures import stop_after, tiny_config, write_corpus
@@ -168,3 +169,30 @@ def test_a_loss_whose_metric_overflows_is_diverged():
 def test_divergence_factor_is_zero_or_above_one(factor):
     with pytest.raises(ConfigError, match="train.divergence_factor must be 0"):
         load_config("quickstart", [f"train.divergence_factor={factor}"])
+
+
+@pytest.mark.slow
+def test_a_hand_edited_config_toml_is_not_resumed_as_if_it_had_trained_the_checkpoint(corpus_dir, tmp_path, capsys):
+    """Overrides on --resume are checked (above); config.toml edited by hand was not: an fp16 run
+    edited to bf16 went on in bf16 without a word, its GradScaler's state dropped and its
+    config.toml then claiming bf16 for steps trained in fp16. Now one line, exit 2, nothing
+    written; a budget edited by hand is a resume's to change, as an override would be."""
+    config = tiny_config(corpus_dir, tmp_path, "train.epochs=1", "train.precision=fp16")
+    run = new_run(config)
+    assert train(config, run, stop_requested=stop_after(3))["status"] == "stopped"
+    text = run.config.read_text()
+    assert 'precision = "fp16"' in text
+    run.config.write_text(text.replace('precision = "fp16"', 'precision = "bf16"'))
+    RunLock(run.path).acquire().release()              # the lock file a run started by the CLI has
+    before = files(run)
+    assert main(["train", "--resume", str(run.path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "train.precision" in err and "put them back" in err and len(err.strip().splitlines()) == 1
+    assert files(run) == before
+    with pytest.raises(TrainingError, match=r"train\.precision changed since"):  # the library's route
+        train(load_config(str(run.config)), run, resume=True)
+    assert files(run) == before
+    run.config.write_text(text.replace("max_steps = ", "max_steps = 5  # was ") if "max_steps = " in text
+                          else text.replace("[train]\n", "[train]\nmax_steps = 5\n", 1))
+    assert main(["train", "--resume", str(run.path), "--quiet"]) == 0
+    assert run.read_summary()["steps"] == 5

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic_text import write_text_atomic
+from .checkpoint import load_checkpoint
 from ..config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict, dump_config
 
 # What ``--resume`` may change: budgets, how often and where outputs go, where the data lives and
@@ -94,12 +95,14 @@ class RunDir:
         """The stored config with ``overrides`` applied, where each changes only a setting of
         ``RESUME_SETTINGS`` (a ConfigError naming the others)."""
         config = self.read_config()
+        if self.last.exists():  # config.toml edited by hand since: refused before anything is locked
+            mismatch = trained_config_mismatch(load_checkpoint(self.last)["config"], config)
+            if mismatch:
+                raise ConfigError(mismatch)
         if not overrides:
             return config
-        old = _flat(config_to_dict(config))
         new_config = config_from_dict(apply_overrides(config_to_dict(config), overrides))
-        new = _flat(config_to_dict(new_config))
-        refused = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUME_SETTINGS)
+        refused = changed_settings(config_to_dict(config), config_to_dict(new_config))
         if refused:
             raise ConfigError(f"--resume can change only budgets and outputs ({', '.join(RESUME_SETTINGS)}), "
                               f"not {', '.join(refused)}; start a new run for that")
@@ -117,6 +120,24 @@ class RunDir:
             return 0
         write_text_atomic(self.metrics, b"".join(kept).decode("utf-8"))
         return len(lines) - len(kept)
+
+
+def trained_config_mismatch(stored: dict, config: Config) -> str | None:
+    """Why a checkpoint saved under ``stored`` (its ``config_to_dict``) cannot be resumed as
+    ``config``, in one line, or None: settings beyond budgets and outputs changed since (config.toml
+    edited by hand, say to another ``train.precision``, would go on as a run it never was)."""
+    changed = changed_settings(config_to_dict(config_from_dict(stored)), config_to_dict(config))
+    if not changed:
+        return None
+    return (f"config.toml no longer says how the checkpoint was trained: {', '.join(changed)} changed "
+            f"since (a resume may change only {', '.join(RESUME_SETTINGS)}); put them back, or start a new run")
+
+
+def changed_settings(old: dict, new: dict) -> list[str]:
+    """The dotted names of the settings (outside ``RESUME_SETTINGS``) whose values differ between
+    two configs as ``config_to_dict`` gives them, sorted."""
+    old, new = _flat(old), _flat(new)
+    return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k) and k not in RESUME_SETTINGS)
 
 
 def _flat(table: dict, prefix: str = "") -> dict:

@@ -25,6 +25,7 @@ import torch
 from ..config import Config, config_to_dict
 from ..optim import NTASGD, EarlyStopping, averaged_parameters
 from ..runs import RunDir
+from ..runs.run_dir import trained_config_mismatch
 from ..runs.checkpoint import load_checkpoint, save_checkpoint
 from ..runs.portable import save_portable
 from ..runs.metrics import MetricsLog, TensorBoardSink, read_metrics, truncate_after
@@ -83,7 +84,7 @@ def train(config: Config, run: RunDir, *, resume: bool = False, task: Task | Non
     state, carry = TrainingState(), None
     if resume:
         ckpt = load_checkpoint(run.last, map_location=device)
-        _check_resumable(ckpt, spec, dist)
+        _check_resumable(ckpt, spec, dist, config)
         model.load_state_dict(ckpt["model"])
         if ckpt["state"]["stage"] == "finetune":
             optimizer, schedule = finetune_optimizer(config.optim, model.parameters())
@@ -320,8 +321,10 @@ def _problem(loss: float, grad_norm: float, main: float, fields: dict, start: fl
     return None
 
 
-def _check_resumable(ckpt: dict, spec: ModelSpec, dist: Distributed) -> None:
-    """The checkpoint was written for this task's data, by as many processes as this run has."""
+def _check_resumable(ckpt: dict, spec: ModelSpec, dist: Distributed, config: Config) -> None:
+    """The checkpoint was written for this task's data, by as many processes as this run has,
+    under this config but for budgets and outputs (config.toml edited by hand since, say to
+    another train.precision, would continue it as a run it never was)."""
     if ckpt.get("format") != "rnnreg-run":
         raise TrainingError(f"the checkpoint is in the {ckpt.get('format')!r} format of an older rnnreg "
                             "and cannot be resumed; evaluate it with `rnnreg eval` or start a new run")
@@ -332,6 +335,9 @@ def _check_resumable(ckpt: dict, spec: ModelSpec, dist: Distributed) -> None:
     if len(ckpt["ranks"]) != dist.world_size:
         raise TrainingError(f"the checkpoint was written by {len(ckpt['ranks'])} processes; "
                             f"resume it with the same number (this run has {dist.world_size})")
+    mismatch = trained_config_mismatch(ckpt["config"], config)  # after the data's, more telling
+    if mismatch:
+        raise TrainingError(mismatch)
 
 
 def _detached(state: Any) -> Any:
