@@ -106,8 +106,8 @@ def norm_stabilizer(h: Tensor, beta: float, h0: Tensor | None = None, cost: str 
     - ``"norm"`` (default): eq. 1 above.
     - ``"delta"``: ``mean_{t,b} ||h_t - h_{t-1}||_2^2`` (the states, not their norms).
     - ``"relative"``: ``mean_{t,b} ((n_t - n_{t-1}) / n_{t-1})^2``; the divisor is clamped below at
-      the dtype's machine epsilon, so an all-zero previous state (e.g. a zero h0) gives a large but
-      finite penalty instead of inf/nan.
+      the machine epsilon of the dtype it is computed in (float32 for half-precision h), so an
+      all-zero previous state (e.g. a zero h0) gives a large but finite penalty instead of inf/nan.
     - ``"l1"``: eq. 1 with L1 norms ``n_t = ||h_t||_1``.
     - ``"target"``: ``mean_{t,b} (n_t - target)^2`` over all T steps of ``h`` (no h_{t-1} term, so
       ``h0`` is not used); ``target`` is required and must be >= 0.

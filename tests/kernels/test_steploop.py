@@ -224,7 +224,7 @@ def test_inference_matches_training(kind):
 
 @pytest.mark.parametrize("kind", ["lstm_peep", "gru", "rnn_relu"])
 def test_second_backward_raises(kind):
-    """The hand-written backward is once-differentiable: a gradient penalty is refused, never
+    """The hand-written backward is not differentiable again: a gradient penalty is refused, never
     silently wrong (as the C++ kernel's, tests/layers/test_second_order.py)."""
     fn, _, args, kw, _ = make_case(kind, torch.float64, OPTIONS[kind.split("_")[0]])
     x = args["x"].clone().requires_grad_()

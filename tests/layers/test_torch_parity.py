@@ -345,8 +345,8 @@ def test_gradcheck_of_input_state_and_weights(name, path):
 @pytest.mark.parametrize("bias", [True, False])
 def test_second_order_follows_torch_or_is_refused(name, path, bias):
     """test_LSTM_grad_and_gradgrad / test_GRU_grad_and_gradgrad (gradcheck and gradgradcheck of a
-    1x3x4 input). The fused path differentiates twice like torch.nn; the C++ stepwise kernel is
-    once-differentiable on purpose and must refuse, not return a wrong second derivative."""
+    1x3x4 input). The fused path differentiates twice like torch.nn; the C++ stepwise kernel's
+    backward is hand-written and must refuse, not return a wrong second derivative."""
     _, ours = twins(name, 4, 4, bias=bias)
     ours.implementation = path
     x = torch.randn(1, 3, 4, dtype=F64, requires_grad=True)

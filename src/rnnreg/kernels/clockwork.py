@@ -26,7 +26,7 @@ from torch import Tensor
 from .autograd_modes import plain_autograd
 from .precision import outside_cpu_autocast
 from .reference import activation
-from .refuse_twice import refusing_twice
+from .refuse_twice import backward_once
 
 TWICE = ("the Clockwork RNN's fast path cannot differentiate twice (its backward is hand-written); "
          "for second-order gradients use implementation='reference'")
@@ -71,9 +71,7 @@ class _Recurrence(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        with torch.no_grad():  # hand-written: refused twice rather than half-differentiated
-            grads = _grads(ctx, grad_out)
-        return refusing_twice(grads, (grad_out, *ctx.saved_tensors), TWICE)
+        return backward_once(_grads, ctx, grad_out, message=TWICE)  # hand-written: a second backward raises
 
 
 def _grads(ctx, grad_out: Tensor) -> tuple:

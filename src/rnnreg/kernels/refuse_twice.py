@@ -34,12 +34,23 @@ class RefuseTwice(torch.autograd.Function):
         raise RuntimeError(ctx.message)
 
 
-def refusing_twice(grads: tuple, anchors: tuple, message: str) -> tuple:
+def refusing_twice(grads: tuple, ctx, incoming: tuple, message: str) -> tuple:
     """A backward's ``grads`` as they are, or, under ``create_graph=True`` (grad mode on inside a
-    backward) and with an anchor that requires grad, tied to ``anchors`` by :class:`RefuseTwice`.
-    ``grads`` may hold None (no gradient for that input); ``anchors`` may hold None."""
+    backward) and with an anchor that requires grad, tied by :class:`RefuseTwice` to the anchors:
+    the ``incoming`` gradients and ``ctx``'s saved tensors (read only then: an ordinary backward
+    does not unpack them twice, which a saved-tensor hook such as ``save_on_cpu`` would pay for).
+    ``grads`` and ``incoming`` may hold None."""
     if not torch.is_grad_enabled():
         return grads
+    anchors = (*incoming, *ctx.saved_tensors)
     if not any(isinstance(t, Tensor) and t.requires_grad for t in anchors):
         return grads
     return tuple(RefuseTwice.apply(message, len(grads), *grads, *anchors))
+
+
+def backward_once(grads_of, ctx, *incoming: Tensor | None, message: str) -> tuple:
+    """A Function's backward from its hand-written gradients ``grads_of(ctx, *incoming)``,
+    computed without a graph, then :func:`refusing_twice`."""
+    with torch.no_grad():
+        grads = grads_of(ctx, *incoming)
+    return refusing_twice(grads, ctx, incoming, message)

@@ -14,20 +14,10 @@ import contextlib
 import torch
 from torch import Tensor
 
-from .refuse_twice import refusing_twice
 from .steploop_torch import acc_dtype
 
 TWICE = ("rnnreg's step loop cannot differentiate twice (its backward is hand-written); for "
          "second-order gradients use implementation='reference'")
-
-
-def backward_once(grads_of, ctx, *incoming: Tensor | None) -> tuple:
-    """A step-loop Function's backward: ``grads_of(ctx, *incoming)``, its hand-written gradients,
-    computed without a graph; under ``create_graph=True`` tied to the incoming gradients and the
-    saved tensors, so that a second backward raises instead of missing terms (refuse_twice.py)."""
-    with torch.no_grad():
-        grads = grads_of(ctx, *incoming)
-    return refusing_twice(grads, (*incoming, *ctx.saved_tensors), TWICE)
 
 
 def at(t: Tensor | None, step: int) -> Tensor | None:

@@ -15,7 +15,8 @@ import functools
 import torch
 from torch import Tensor
 
-from .steploop_common import (at, backward_once, bias_grads, bias_sum, first_hin, initial_grad,
+from .refuse_twice import backward_once
+from .steploop_common import (TWICE, at, bias_grads, bias_sum, first_hin, initial_grad,
                               input_grads, new_carry, no_autocast, prev_states, project, w_hh_grad)
 from .steploop_graphs import run_loop
 from .steploop_torch import acc
@@ -81,7 +82,7 @@ class LSTMStepLoop(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dhs, dcs):
-        return backward_once(_grads, ctx, dhs, dcs)  # hand-written: a second backward raises
+        return backward_once(_grads, ctx, dhs, dcs, message=TWICE)  # hand-written: a second backward raises
 
 
 def _grads(ctx, dhs: Tensor | None, dcs: Tensor | None) -> tuple:

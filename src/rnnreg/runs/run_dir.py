@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic_text import write_text_atomic
-from .checkpoint import load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint
 from ..config import Config, ConfigError, apply_overrides, config_from_dict, config_to_dict, dump_config
 
 # What ``--resume`` may change: budgets, how often and where outputs go, where the data lives and
@@ -93,12 +93,12 @@ class RunDir:
 
     def resume_config(self, overrides: list[str]) -> Config:
         """The stored config with ``overrides`` applied, where each changes only a setting of
-        ``RESUME_SETTINGS`` (a ConfigError naming the others)."""
+        ``RESUME_SETTINGS`` (a ConfigError naming the others), and config.toml itself as the last
+        checkpoint (read here) was trained under, budgets and outputs apart."""
         config = self.read_config()
-        if self.last.exists():  # config.toml edited by hand since: refused before anything is locked
-            mismatch = trained_config_mismatch(load_checkpoint(self.last)["config"], config)
-            if mismatch:
-                raise ConfigError(mismatch)
+        mismatch = self._edited_since_checkpoint(config)  # refused before anything is locked
+        if mismatch:
+            raise ConfigError(mismatch)
         if not overrides:
             return config
         new_config = config_from_dict(apply_overrides(config_to_dict(config), overrides))
@@ -107,6 +107,18 @@ class RunDir:
             raise ConfigError(f"--resume can change only budgets and outputs ({', '.join(RESUME_SETTINGS)}), "
                               f"not {', '.join(refused)}; start a new run for that")
         return new_config
+
+    def _edited_since_checkpoint(self, config: Config) -> str | None:
+        """:func:`trained_config_mismatch` against the last checkpoint (or its ``.prev``), which it
+        reads whole; None where there is none to read, or one of an older format: the loop refuses
+        those with its own message."""
+        try:
+            ckpt = load_checkpoint(self.last)
+        except CheckpointError:
+            return None
+        if ckpt.get("format") != "rnnreg-run" or not isinstance(ckpt.get("config"), dict):
+            return None
+        return trained_config_mismatch(ckpt["config"], config)
 
     def rewind_metrics(self, records: int) -> int:
         """Keep the first ``records`` lines of metrics.jsonl, what was logged up to the checkpoint a
@@ -126,7 +138,10 @@ def trained_config_mismatch(stored: dict, config: Config) -> str | None:
     """Why a checkpoint saved under ``stored`` (its ``config_to_dict``) cannot be resumed as
     ``config``, in one line, or None: settings beyond budgets and outputs changed since (config.toml
     edited by hand, say to another ``train.precision``, would go on as a run it never was)."""
-    changed = changed_settings(config_to_dict(config_from_dict(stored)), config_to_dict(config))
+    old, new = _flat(stored), _flat(config_to_dict(config))
+    # Settings both know: one added since is its default in the checkpoint's run, one removed
+    # since can no longer be set.
+    changed = sorted(k for k in old.keys() & new.keys() if old[k] != new[k] and k not in RESUME_SETTINGS)
     if not changed:
         return None
     return (f"config.toml no longer says how the checkpoint was trained: {', '.join(changed)} changed "

@@ -46,8 +46,8 @@ def penalty_terms(pen: PenaltyConfig, out, params: Iterable[nn.Parameter], *, li
     zeros); ``lengths`` (B,): real steps of a padded batch; ``incoming``: per layer, the state
     (``(h, c)`` or ``h``, each (1, B, H_l)) the sequences started from, or None (zeros)."""
     zero = like.new_zeros(())
-    # In float32 whatever the model ran in: the penalties compute half-precision states (autocast's
-    # dtype under train.precision = bf16 / fp16) in float32 themselves (rnnreg/penalties.py).
+    # Never in half precision: the penalties compute half-precision states (autocast's dtype under
+    # train.precision = bf16 / fp16) in float32 themselves (rnnreg/penalties.py).
     norm = sum((penalties.norm_stabilizer(seq, pen.norm_stabilizer, h0, pen.norm_stabilizer_cost,
                                           pen.norm_stabilizer_target, lengths)
                 for seq, h0 in _stabilized(pen, out, incoming)), zero)
