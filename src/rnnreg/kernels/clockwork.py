@@ -26,10 +26,9 @@ from torch import Tensor
 from .autograd_modes import plain_autograd
 from .precision import outside_cpu_autocast
 from .reference import activation
-from .refuse_twice import backward_once
+from .refuse_twice import backward_once, refusal
 
-TWICE = ("the Clockwork RNN's fast path cannot differentiate twice (its backward is hand-written); "
-         "for second-order gradients use implementation='reference'")
+TWICE = refusal("the Clockwork RNN's fast path")
 
 BACKENDS = ("python", "steploop")
 

@@ -22,6 +22,7 @@ from torch import Tensor
 from torch.library import custom_op
 
 from .build import native_ops
+from .refuse_twice import refusal
 
 Opt = Optional[Tensor]  # custom_op reads the annotations: `Tensor | None` is not accepted here
 
@@ -39,8 +40,7 @@ def _maybe(shape: tuple[int, ...], wanted: bool, like: Tensor) -> Tensor:
     return like.new_empty(shape if wanted else (0,))
 
 
-TWICE = ("rnnreg's C++ stepwise kernel cannot differentiate twice (its backward is hand-written); "
-         "for second-order gradients use implementation='reference'")
+TWICE = refusal("rnnreg's C++ stepwise kernel")
 
 
 def _refuse_second_order(ctx, *grads):

@@ -19,6 +19,12 @@ import torch
 from torch import Tensor
 
 
+def refusal(what: str) -> str:
+    """The one-line error of a second backward through ``what``."""
+    return (f"{what} cannot differentiate twice (its backward is hand-written); for second-order "
+            "gradients use implementation='reference'")
+
+
 class RefuseTwice(torch.autograd.Function):
     """apply(message, n, *tensors): copies of the first ``n`` tensors (the gradients), with the
     rest (what they were computed from) as inputs too; its backward raises ``message``."""

@@ -14,10 +14,10 @@ import contextlib
 import torch
 from torch import Tensor
 
+from .refuse_twice import refusal
 from .steploop_torch import acc_dtype
 
-TWICE = ("rnnreg's step loop cannot differentiate twice (its backward is hand-written); for "
-         "second-order gradients use implementation='reference'")
+TWICE = refusal("rnnreg's step loop")
 
 
 def at(t: Tensor | None, step: int) -> Tensor | None:
